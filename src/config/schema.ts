@@ -1,0 +1,395 @@
+/**
+ * The configuration schema, written once. It validates files at load, is
+ * published as schema/gatehouse.schema.json for editors, and its descriptions
+ * become docs/configuration.md. Plugin configs are validated by each plugin's
+ * own schema (src/plugins/<name>/schema.ts) in a second pass.
+ */
+import { type Static, type TSchema, Type } from '@sinclair/typebox'
+import { DURATION_PATTERN, SIZE_PATTERN } from './units.ts'
+
+const Duration = (description: string, def: string) =>
+  Type.String({ pattern: DURATION_PATTERN, description: `${description} Default ${def}.` })
+const Size = (description: string, def: string) =>
+  Type.Union([Type.String({ pattern: SIZE_PATTERN }), Type.Integer({ minimum: 0 })], {
+    description: `${description} A size like 64kb or 1mb, or bytes. Default ${def}.`,
+  })
+const Strict = <T extends Record<string, TSchema>>(props: T, description: string) =>
+  Type.Object(props, { additionalProperties: false, description })
+
+const PluginName = Type.String({
+  pattern: '^[a-z][a-z0-9-]*$',
+  description: 'A plugin name, e.g. security-headers.',
+})
+
+export const PluginRef = Type.Union(
+  [
+    PluginName,
+    Strict(
+      {
+        name: PluginName,
+        config: Type.Optional(
+          Type.Object(
+            {},
+            { additionalProperties: true, description: "The plugin's own settings; see its doc." },
+          ),
+        ),
+      },
+      'A plugin with settings for this place only.',
+    ),
+  ],
+  {
+    description:
+      'A plugin by name (configured from the top-level `plugins` map, else with defaults) or as `{name, config}`.',
+  },
+)
+const PluginList = Type.Array(PluginRef, {
+  description: 'Plugins attached here; the most specific scope wins.',
+})
+
+const Limits = Strict(
+  {
+    maxHeaderSize: Type.Optional(
+      Size('Largest request head (request line and headers); beyond it 431.', '16kb'),
+    ),
+    maxHeaderCount: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Most request header fields; beyond it 431. Default 100.' }),
+    ),
+    maxUrlLength: Type.Optional(
+      Type.Integer({
+        minimum: 16,
+        description: 'Longest request target in bytes; beyond it 414. Default 8192.',
+      }),
+    ),
+    maxBodySize: Type.Optional(Size('Largest request body; beyond it 413. Routes may override.', '10mb')),
+    headersTimeout: Type.Optional(
+      Duration('Time to receive the whole request head (slowloris guard); then 408.', '10s'),
+    ),
+    requestTimeout: Type.Optional(
+      Duration('Time to receive the whole request, body included; then 408.', '60s'),
+    ),
+    keepAliveTimeout: Type.Optional(
+      Duration('How long an idle keep-alive client connection stays open.', '5s'),
+    ),
+    maxConnections: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        description: 'Most open client connections on this listener. Default 10000.',
+      }),
+    ),
+  },
+  'Limits and timeouts that protect the listener; all on by default.',
+)
+
+const Certificate = Strict(
+  {
+    cert: Type.String({ description: 'Path of the PEM certificate chain.' }),
+    key: Type.String({ description: 'Path of the PEM private key.' }),
+    serverNames: Type.Optional(
+      Type.Array(Type.String(), {
+        description:
+          'SNI names this certificate serves: exact (`api.example.com`) or one-label wildcards (`*.example.com`). Without it, the names come from the certificate (CN and subjectAltName DNS names).',
+      }),
+    ),
+    default: Type.Optional(
+      Type.Boolean({
+        description: 'Serve this certificate when no name matches (else the first certificate).',
+      }),
+    ),
+  },
+  'A certificate and its key.',
+)
+
+const ListenerTls = Strict(
+  {
+    certificates: Type.Array(Certificate, {
+      minItems: 1,
+      description: 'Certificates, chosen per connection by SNI.',
+    }),
+    minVersion: Type.Optional(
+      Type.Union([Type.Literal('TLSv1.2'), Type.Literal('TLSv1.3')], {
+        description: 'Oldest TLS version. Default TLSv1.2.',
+      }),
+    ),
+    http2: Type.Optional(
+      Type.Boolean({ description: 'Offer HTTP/2 by ALPN beside HTTP/1.1 on this port. Default true.' }),
+    ),
+  },
+  'Terminate TLS on this listener.',
+)
+
+export const Listener = Strict(
+  {
+    name: Type.Optional(Type.String({ description: 'A name for logs. Default `http-PORT`.' })),
+    host: Type.Optional(Type.String({ description: 'Address to bind. Default 0.0.0.0.' })),
+    port: Type.Integer({
+      minimum: 0,
+      maximum: 65535,
+      description: 'TCP port to listen on (0 picks a free one).',
+    }),
+    tls: Type.Optional(ListenerTls),
+    redirectToHttps: Type.Optional(
+      Strict(
+        {
+          port: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 65535,
+              description: 'HTTPS port in the Location. Default 443.',
+            }),
+          ),
+          status: Type.Optional(
+            Type.Union([Type.Literal(301), Type.Literal(302), Type.Literal(307), Type.Literal(308)], {
+              description: 'Redirect status. Default 308.',
+            }),
+          ),
+        },
+        'Answer every request on this (plain HTTP) listener with a redirect to HTTPS.',
+      ),
+    ),
+    limits: Type.Optional(Limits),
+  },
+  'A port Gatehouse accepts connections on.',
+)
+
+const Target = Type.Union(
+  [
+    Type.String({ description: 'Target URL, http:// or https://, with host and port.' }),
+    Strict(
+      {
+        url: Type.String({ description: 'Target URL, http:// or https://.' }),
+        weight: Type.Optional(
+          Type.Integer({
+            minimum: 0,
+            maximum: 1000,
+            description: 'Relative share of requests. Default 1; 0 disables.',
+          }),
+        ),
+      },
+      'A target with a weight.',
+    ),
+  ],
+  { description: 'One copy of the service: a URL, or `{url, weight}`.' },
+)
+
+export const Service = Strict(
+  {
+    targets: Type.Array(Target, { minItems: 1, description: 'The copies of this service.' }),
+    balancer: Type.Optional(
+      Type.Literal('round-robin', { description: 'How requests are spread: smooth weighted round robin.' }),
+    ),
+    timeouts: Type.Optional(
+      Strict(
+        {
+          connect: Type.Optional(Duration('Time to open a connection to a target; then 504.', '5s')),
+          response: Type.Optional(
+            Duration('Time from sending the request to the response head; then 504.', '60s'),
+          ),
+          idle: Type.Optional(
+            Duration('Longest silence while a response body streams; then the reply is aborted.', '60s'),
+          ),
+        },
+        'Upstream timeouts.',
+      ),
+    ),
+    pool: Type.Optional(
+      Strict(
+        {
+          connections: Type.Optional(
+            Type.Integer({ minimum: 1, description: 'Most connections per target. Default 128.' }),
+          ),
+          keepAliveTimeout: Type.Optional(Duration('How long an idle upstream connection is kept.', '4s')),
+        },
+        'Connection pool per target (keep-alive).',
+      ),
+    ),
+    tls: Type.Optional(
+      Strict(
+        {
+          ca: Type.Optional(Type.String({ description: 'PEM file of CAs to trust for https:// targets.' })),
+          serverName: Type.Optional(
+            Type.String({ description: 'SNI name to send. Default the target host.' }),
+          ),
+          verify: Type.Optional(
+            Type.Boolean({
+              description: 'Verify the target certificate. Default true; turn off only for tests.',
+            }),
+          ),
+        },
+        'TLS to https:// targets.',
+      ),
+    ),
+    plugins: Type.Optional(PluginList),
+  },
+  'A backend service: its targets and how to reach them.',
+)
+
+const StringMatch = Type.Union(
+  [
+    Type.String({ description: 'Exact value.' }),
+    Strict(
+      { regex: Type.String({ description: 'Regular expression the value must match.' }) },
+      'Value by regex.',
+    ),
+    Strict(
+      { present: Type.Boolean({ description: 'true: must be there; false: must be absent.' }) },
+      'Presence.',
+    ),
+  ],
+  { description: 'An exact value, `{regex}` or `{present}`.' },
+)
+
+const Method = Type.String({ pattern: '^[A-Z]+$', description: 'An HTTP method in capitals.' })
+
+export const Route = Strict(
+  {
+    name: Type.Optional(Type.String({ description: 'A name for logs and metrics. Default `route-N`.' })),
+    host: Type.Optional(
+      Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1 })], {
+        description: 'Host names: exact or `*.example.com` (one label). Default any host.',
+      }),
+    ),
+    path: Type.String({
+      description:
+        'Path pattern. With `pathMatch: prefix` (default) it matches whole segments (`/users` matches `/users` and `/users/1`, not `/usersx`); `:name` captures a segment.',
+    }),
+    pathMatch: Type.Optional(
+      Type.Union([Type.Literal('prefix'), Type.Literal('exact'), Type.Literal('regex')], {
+        description:
+          '`prefix` (default), `exact`, or `regex` (an anchored JavaScript regex, must start with ^).',
+      }),
+    ),
+    methods: Type.Optional(
+      Type.Array(Method, { minItems: 1, description: 'Methods this route takes. Default all.' }),
+    ),
+    headers: Type.Optional(
+      Type.Record(Type.String(), StringMatch, {
+        description: 'Request headers that must match (names are case-insensitive).',
+      }),
+    ),
+    query: Type.Optional(
+      Type.Record(Type.String(), StringMatch, { description: 'Query parameters that must match.' }),
+    ),
+    service: Type.Optional(Type.String({ description: 'Terminal `proxy`: the service to forward to.' })),
+    redirect: Type.Optional(
+      Strict(
+        {
+          to: Type.String({
+            description: 'Location to send the client to; `:param` and `$1` are filled in.',
+          }),
+          status: Type.Optional(
+            Type.Union(
+              [Type.Literal(301), Type.Literal(302), Type.Literal(303), Type.Literal(307), Type.Literal(308)],
+              {
+                description: 'Default 302.',
+              },
+            ),
+          ),
+        },
+        'Terminal `redirect`.',
+      ),
+    ),
+    respond: Type.Optional(
+      Strict(
+        {
+          status: Type.Optional(Type.Integer({ minimum: 200, maximum: 599, description: 'Default 200.' })),
+          headers: Type.Optional(
+            Type.Record(Type.String(), Type.String(), { description: 'Response headers.' }),
+          ),
+          body: Type.Optional(
+            Type.Union(
+              [Type.String(), Type.Object({}, { additionalProperties: true }), Type.Array(Type.Unknown())],
+              {
+                description: 'A string, or JSON (sent as application/json).',
+              },
+            ),
+          ),
+        },
+        'Terminal `respond`: a fixed answer.',
+      ),
+    ),
+    stripPrefix: Type.Optional(
+      Type.Boolean({
+        description: 'Remove the matched prefix before forwarding (prefix routes). Default false.',
+      }),
+    ),
+    rewrite: Type.Optional(
+      Type.String({
+        description:
+          'Replace the matched part of the path (anchored at its start; the rest and the query are kept). `:param` and regex groups `$1` are filled in.',
+      }),
+    ),
+    preserveHost: Type.Optional(
+      Type.Boolean({
+        description: "Send the client's Host upstream instead of the target's. Default false.",
+      }),
+    ),
+    hostRewrite: Type.Optional(Type.String({ description: 'Send this Host upstream.' })),
+    maxBodySize: Type.Optional(
+      Size("Largest request body on this route; overrides the listener's.", 'listener'),
+    ),
+    plugins: Type.Optional(PluginList),
+  },
+  'A rule from request facts to one terminal: `service` (proxy), `redirect` or `respond`.',
+)
+
+export const GatehouseConfig = Strict(
+  {
+    $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
+    listeners: Type.Array(Listener, { minItems: 1, description: 'Ports to accept connections on.' }),
+    services: Type.Optional(
+      Type.Record(Type.String(), Service, { description: 'Backend services by name.' }),
+    ),
+    routes: Type.Array(Route, {
+      description: 'Routes. Most specific match wins, then file order (docs/routing.md).',
+    }),
+    plugins: Type.Optional(
+      Type.Record(Type.String(), Type.Object({}, { additionalProperties: true }), {
+        description: 'Settings for plugins used by name, keyed by plugin name.',
+      }),
+    ),
+    global: Type.Optional(
+      Strict(
+        {
+          plugins: Type.Optional(PluginList),
+          trustedProxies: Type.Optional(
+            Type.Array(Type.String(), {
+              description:
+                'Addresses or CIDR ranges of proxies in front of Gatehouse whose X-Forwarded-For / Forwarded are believed. Default none.',
+            }),
+          ),
+          requestIdHeader: Type.Optional(
+            Type.String({ description: 'Header carrying the request id both ways. Default x-request-id.' }),
+          ),
+          hideUpstreamHeaders: Type.Optional(
+            Type.Array(Type.String(), {
+              description:
+                'Response headers from targets not passed to clients. Default [server, x-powered-by].',
+            }),
+          ),
+          gracePeriod: Type.Optional(
+            Duration('On SIGTERM, how long in-flight requests may take to finish.', '30s'),
+          ),
+        },
+        'Settings for every route.',
+      ),
+    ),
+    accessLog: Type.Optional(
+      Type.Union(
+        [
+          Type.Literal('stdout'),
+          Type.Literal('stderr'),
+          Type.Literal('off'),
+          Strict({ file: Type.String({ description: 'Path to append JSON lines to.' }) }, 'A file.'),
+        ],
+        { description: 'Where one JSON line per request goes: stdout (default), stderr, off or `{file}`.' },
+      ),
+    ),
+  },
+  'A Gatehouse configuration file.',
+)
+
+export type RawConfig = Static<typeof GatehouseConfig>
+export type RawRoute = Static<typeof Route>
+export type RawService = Static<typeof Service>
+export type RawListener = Static<typeof Listener>
+export type RawPluginRef = Static<typeof PluginRef>

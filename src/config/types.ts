@@ -1,0 +1,120 @@
+/**
+ * The normalized config: what the YAML means, with every default filled in,
+ * durations in milliseconds and sizes in bytes. Frozen; the runtime, the
+ * admin API and tests all read this object, never the file.
+ */
+export interface Config {
+  readonly listeners: readonly ListenerConfig[]
+  readonly services: Readonly<Record<string, ServiceConfig>>
+  readonly routes: readonly RouteConfig[]
+  readonly global: GlobalConfig
+  readonly accessLog: AccessLogConfig
+}
+
+export type AccessLogConfig =
+  | { readonly to: 'stdout' | 'stderr' | 'off' }
+  | { readonly to: 'file'; readonly file: string }
+
+export interface GlobalConfig {
+  readonly plugins: readonly PluginUse[]
+  readonly trustedProxies: readonly string[]
+  readonly requestIdHeader: string
+  readonly hideUpstreamHeaders: readonly string[]
+  readonly gracePeriodMs: number
+}
+
+export interface LimitsConfig {
+  readonly maxHeaderSize: number
+  readonly maxHeaderCount: number
+  readonly maxUrlLength: number
+  readonly maxBodySize: number
+  readonly headersTimeoutMs: number
+  readonly requestTimeoutMs: number
+  readonly keepAliveTimeoutMs: number
+  readonly maxConnections: number
+}
+
+export interface CertificateConfig {
+  readonly cert: string
+  readonly key: string
+  /** PEM text, read at load so a missing file is a config error, not a runtime one. */
+  readonly certPem: string
+  readonly keyPem: string
+  readonly serverNames: readonly string[]
+  readonly default: boolean
+}
+
+export interface ListenerConfig {
+  readonly name: string
+  readonly host: string
+  readonly port: number
+  readonly tls: {
+    readonly certificates: readonly CertificateConfig[]
+    readonly minVersion: 'TLSv1.2' | 'TLSv1.3'
+    readonly http2: boolean
+  } | null
+  readonly redirectToHttps: { readonly port: number; readonly status: number } | null
+  readonly limits: LimitsConfig
+}
+
+export interface TargetConfig {
+  readonly url: string
+  /** scheme://host:port, the pool key. */
+  readonly origin: string
+  readonly weight: number
+}
+
+export interface ServiceConfig {
+  readonly name: string
+  readonly targets: readonly TargetConfig[]
+  readonly balancer: 'round-robin'
+  readonly timeouts: { readonly connectMs: number; readonly responseMs: number; readonly idleMs: number }
+  readonly pool: { readonly connections: number; readonly keepAliveTimeoutMs: number }
+  readonly tls: {
+    readonly caFile: string | null
+    readonly ca: string | null
+    readonly serverName: string | null
+    readonly verify: boolean
+  }
+  readonly plugins: readonly PluginUse[]
+}
+
+export type StringMatchConfig =
+  | { readonly equals: string }
+  | { readonly regex: string }
+  | { readonly present: boolean }
+
+export interface RouteConfig {
+  readonly name: string
+  /** Position in the file's routes list: the last tie-break of precedence. */
+  readonly index: number
+  readonly hosts: readonly string[] | null
+  readonly path: string
+  readonly pathMatch: 'prefix' | 'exact' | 'regex'
+  readonly methods: readonly string[] | null
+  readonly headers: Readonly<Record<string, StringMatchConfig>>
+  readonly query: Readonly<Record<string, StringMatchConfig>>
+  readonly terminal: TerminalConfig
+  readonly stripPrefix: boolean
+  readonly rewrite: string | null
+  readonly preserveHost: boolean
+  readonly hostRewrite: string | null
+  readonly maxBodySize: number | null
+  readonly plugins: readonly PluginUse[]
+}
+
+export type TerminalConfig =
+  | { readonly kind: 'proxy'; readonly service: string }
+  | { readonly kind: 'redirect'; readonly to: string; readonly status: number }
+  | {
+      readonly kind: 'respond'
+      readonly status: number
+      readonly headers: Readonly<Record<string, string>>
+      readonly body: string
+    }
+
+/** A plugin attached at a scope, with its validated config (defaults applied). */
+export interface PluginUse {
+  readonly name: string
+  readonly config: Readonly<Record<string, unknown>>
+}

@@ -1,0 +1,84 @@
+/**
+ * Per-request state. One object per request, with a fixed shape; plugins keep
+ * their per-request values in `locals`, never on the route or the plugin.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import type { GatehouseError } from '../errors.ts'
+import type { CompiledListener, CompiledRoute, Runtime } from '../runtime/runtime.ts'
+import type { Target } from '../upstreams/target.ts'
+
+export type ClientRequest = IncomingMessage | Http2ServerRequest
+/**
+ * Http2ServerResponse (compatibility API) implements the parts of
+ * ServerResponse that Gatehouse uses (writeHead, write, end, drain, close,
+ * destroy), so both are handled as ServerResponse.
+ */
+export type ClientResponse = ServerResponse
+export type AnyServerResponse = ServerResponse | Http2ServerResponse
+
+export class RequestContext {
+  readonly req: ClientRequest
+  readonly res: ClientResponse
+  readonly runtime: Runtime
+  readonly listener: CompiledListener
+  readonly startTime: number
+  readonly requestId: string
+  readonly method: string
+  /** Lower-case, port removed. */
+  readonly host: string
+  /** Path with dot-segments removed (RFC 3986 §5.2.4); what routing sees. */
+  path: string
+  /** Raw query string without `?`, or ''. */
+  readonly query: string
+  /** The TCP peer. */
+  readonly peerIp: string
+  /** The client as far as trusted proxies tell (X-Forwarded-For), else the peer. */
+  readonly clientIp: string
+  readonly secure: boolean
+
+  route: CompiledRoute | null = null
+  params: Record<string, string> = {}
+  /** The part of the path the route matched (the prefix for prefix routes). */
+  matchedPath = ''
+  /** Path and query sent upstream. */
+  upstreamPath = ''
+  target: Target | null = null
+  upstreamStart = 0
+  upstreamTimeMs = -1
+  status = 0
+  bytesOut = 0
+  error: GatehouseError | null = null
+  /** Set once a response (local or upstream) has started; later phases stop. */
+  replied = false
+  readonly locals: Record<string, unknown> = {}
+
+  constructor(init: {
+    req: ClientRequest
+    res: ClientResponse
+    runtime: Runtime
+    listener: CompiledListener
+    requestId: string
+    method: string
+    host: string
+    path: string
+    query: string
+    peerIp: string
+    clientIp: string
+    secure: boolean
+  }) {
+    this.req = init.req
+    this.res = init.res
+    this.runtime = init.runtime
+    this.listener = init.listener
+    this.startTime = performance.now()
+    this.requestId = init.requestId
+    this.method = init.method
+    this.host = init.host
+    this.path = init.path
+    this.query = init.query
+    this.peerIp = init.peerIp
+    this.clientIp = init.clientIp
+    this.secure = init.secure
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Header hygiene both ways (RFC 9110 §7.6.1): hop-by-hop fields and every
+ * field named in Connection stay on their hop. X-Forwarded-* and Forwarded
+ * (RFC 7239) are rebuilt; incoming values are kept only from trusted proxies.
+ */
+import type { RequestContext } from '../pipeline/context.ts'
+
+/** Fields that describe one connection, never forwarded (RFC 9110 §7.6.1, RFC 9113 §8.2.2). */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+])
+
+/** Rebuilt by Gatehouse on the way up. `expect` is answered here (100-continue), not forwarded. */
+const REBUILT = new Set([
+  'host',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'forwarded',
+  'expect',
+])
+
+function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null
+  const text = Array.isArray(value) ? value.join(',') : value
+  const tokens = new Set<string>()
+  for (const token of text.split(',')) {
+    const name = token.trim().toLowerCase()
+    if (name !== '' && name !== 'close' && name !== 'keep-alive') tokens.add(name)
+  }
+  return tokens.size === 0 ? null : tokens
+}
+
+/** The request's headers for the target, as undici's flat [name, value, ...] array. */
+export function upstreamRequestHeaders(ctx: RequestContext, hostHeader: string): string[] {
+  const requestIdHeader = ctx.runtime.config.global.requestIdHeader
+  const raw = ctx.req.rawHeaders
+  const named = connectionTokens(ctx.req.headers.connection)
+  const trusted = ctx.runtime.trustedProxies.has(ctx.peerIp)
+  const out: string[] = []
+  let xff: string | undefined
+  let xfProto: string | undefined
+  let xfHost: string | undefined
+  let forwarded: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]
+    const lower = name.toLowerCase()
+    if (lower.charCodeAt(0) === 58 /* ':' HTTP/2 pseudo-header */) continue
+    if (HOP_BY_HOP.has(lower) || lower === requestIdHeader || named?.has(lower)) continue
+    if (REBUILT.has(lower)) {
+      if (trusted) {
+        const value = raw[i + 1]
+        if (lower === 'x-forwarded-for') xff = xff === undefined ? value : `${xff}, ${value}`
+        else if (lower === 'x-forwarded-proto') xfProto ??= value
+        else if (lower === 'x-forwarded-host') xfHost ??= value
+        else if (lower === 'forwarded') forwarded = forwarded === undefined ? value : `${forwarded}, ${value}`
+      }
+      continue
+    }
+    out.push(name, raw[i + 1])
+  }
+  const proto = ctx.secure ? 'https' : 'http'
+  const originalHost = ctx.req.headers.host ?? (ctx.req.headers[':authority'] as string | undefined) ?? ''
+  const forNode = ctx.peerIp.includes(':') ? `"[${ctx.peerIp}]"` : ctx.peerIp
+  const hop = `for=${forNode};proto=${proto}${originalHost ? `;host="${originalHost}"` : ''}`
+  out.push(
+    'host',
+    hostHeader,
+    'x-forwarded-for',
+    xff === undefined ? ctx.peerIp : `${xff}, ${ctx.peerIp}`,
+    'x-forwarded-proto',
+    xfProto ?? proto,
+    'x-forwarded-host',
+    xfHost ?? originalHost,
+    'forwarded',
+    forwarded === undefined ? hop : `${forwarded}, ${hop}`,
+    requestIdHeader,
+    ctx.requestId,
+  )
+  return out
+}
+
+/** Cleans a target's response headers in place (undici's object, lower-case names). */
+export function cleanResponseHeaders(
+  headers: Record<string, string | string[] | number | undefined>,
+  hidden: readonly string[],
+): void {
+  const named = connectionTokens(headers.connection as string | string[] | undefined)
+  for (const name of HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name]
+  if (named) for (const name of named) delete headers[name]
+  for (const name of hidden) if (headers[name] !== undefined) delete headers[name]
+}

@@ -1,0 +1,248 @@
+/**
+ * Config -> Runtime. Everything a request needs is resolved here, once:
+ * routes with their matchers and phase chains, services with targets and
+ * balancers, TLS contexts. Pools and the access log of the previous snapshot
+ * carry over when their definition did not change. If compiling fails, what
+ * was created is closed and the previous snapshot is untouched.
+ */
+import { createSecureContext, type SecureContext } from 'node:tls'
+import type { Logger } from 'pino'
+import type { Config, ListenerConfig, PluginUse, RouteConfig, StringMatchConfig } from '../config/types.ts'
+import { createIpMatcher } from '../net/ip.ts'
+import { createAccessLog } from '../observability/access-log.ts'
+import { PLUGIN_ORDER } from '../pipeline/phases.ts'
+import type { PluginDefinition, PluginHandlers } from '../pipeline/plugin.ts'
+import { compilePath } from '../routing/path-pattern.ts'
+import { Router, type ValueMatcher } from '../routing/router.ts'
+import { roundRobin } from '../upstreams/balancers/round-robin.ts'
+import { createPool, poolKey, Target } from '../upstreams/target.ts'
+import type { CompiledListener, CompiledRoute, CompiledService, PhaseChains, Runtime } from './runtime.ts'
+
+export interface CompileOptions {
+  plugins: ReadonlyMap<string, PluginDefinition<never>>
+  logger: Logger
+  previous: Runtime | null
+  version: number
+}
+
+export function compile(config: Config, options: CompileOptions): Runtime {
+  const instances: PluginHandlers[] = []
+  const reusedPools = new Set<string>()
+  const createdPools: Target[] = []
+  const previousTargets = new Map<string, Target>()
+  for (const service of options.previous?.services.values() ?? [])
+    for (const target of service.targets) previousTargets.set(target.poolKey, target)
+
+  try {
+    const instantiate = (uses: readonly PluginUse[]) =>
+      uses.map((use) => {
+        const definition = options.plugins.get(use.name)!
+        const handlers = definition.create(use.config as never, {
+          logger: options.logger.child({ plugin: use.name }),
+        })
+        instances.push(handlers)
+        return { name: use.name, handlers }
+      })
+    const globalPlugins = instantiate(config.global.plugins)
+
+    const services = new Map<string, CompiledService & { plugins: ReturnType<typeof instantiate> }>()
+    for (const [name, service] of Object.entries(config.services)) {
+      const targets = service.targets.map((targetConfig) => {
+        const key = poolKey(targetConfig, service)
+        const old = previousTargets.get(key)
+        if (old) reusedPools.add(key)
+        const target = new Target(targetConfig, old?.pool ?? createPool(targetConfig, service), key)
+        if (!old) createdPools.push(target)
+        return target
+      })
+      services.set(name, {
+        config: service,
+        targets,
+        balancer: roundRobin(targets),
+        plugins: instantiate(service.plugins),
+      })
+    }
+
+    const routes = config.routes.map((route): CompiledRoute => {
+      const service = route.terminal.kind === 'proxy' ? (services.get(route.terminal.service) ?? null) : null
+      const routePlugins = instantiate(route.plugins)
+      const path = compilePath(route.path, route.pathMatch)
+      return {
+        index: route.index,
+        name: route.name,
+        config: route,
+        hosts: route.hosts,
+        path,
+        methods: route.methods === null ? null : new Set(route.methods),
+        headers: Object.entries(route.headers).map(([name, m]) => [name, valueMatcher(m)] as const),
+        query: Object.entries(route.query).map(([name, m]) => [name, valueMatcher(m)] as const),
+        service,
+        chains: buildChains(globalPlugins, service?.plugins ?? [], routePlugins),
+        maxBodySize: route.maxBodySize,
+        rewritePath: pathRewriter(route),
+      }
+    })
+
+    const listeners = new Map<string, CompiledListener>()
+    config.listeners.forEach((listener, i) => {
+      const key = listenerKey(listener, i)
+      listeners.set(key, compileListener(listener, key))
+    })
+
+    const accessLog =
+      options.previous && options.previous.accessLog.key === JSON.stringify(config.accessLog)
+        ? options.previous.accessLog
+        : createAccessLog(config.accessLog)
+
+    let retired: Promise<void> | null = null
+    const runtime: Runtime = {
+      config,
+      version: options.version,
+      router: new Router(routes),
+      routes,
+      services,
+      listeners,
+      globalChains: buildChains(globalPlugins, [], []),
+      trustedProxies: createIpMatcher(config.global.trustedProxies),
+      accessLog,
+      logger: options.logger,
+      inflight: 0,
+      /**
+       * Called when a newer snapshot takes over (next = null at shutdown):
+       * waits for this snapshot's requests, then closes its plugins and the
+       * pools and access log that the successor did not take over.
+       */
+      retire() {
+        retired ??= (async () => {
+          await waitFor(() => runtime.inflight === 0)
+          await Promise.allSettled(instances.map((instance) => instance.close?.()))
+        })()
+        return retired
+      },
+    }
+    return runtime
+  } catch (error) {
+    for (const instance of instances) void Promise.resolve(instance.close?.()).catch(() => {})
+    for (const target of createdPools) void target.pool.destroy().catch(() => {})
+    throw error
+  }
+}
+
+/** Listeners are known by address; port-0 listeners (tests) by position, as each gets its own port. */
+export function listenerKey(listener: ListenerConfig, index: number): string {
+  return listener.port === 0 ? `${listener.host}:0#${index}` : `${listener.host}:${listener.port}`
+}
+
+/** Pools and access logs of `old` not taken over by `next` (null at shutdown) are closed after old's requests end. */
+export async function releaseUnshared(old: Runtime, next: Runtime | null): Promise<void> {
+  await old.retire()
+  const kept = new Set<string>()
+  for (const service of next?.services.values() ?? [])
+    for (const target of service.targets) kept.add(target.poolKey)
+  const closing: Promise<unknown>[] = []
+  for (const service of old.services.values())
+    for (const target of service.targets) if (!kept.has(target.poolKey)) closing.push(target.pool.close())
+  if (next?.accessLog !== old.accessLog) closing.push(old.accessLog.close())
+  await Promise.allSettled(closing)
+}
+
+type Attached = { name: string; handlers: PluginHandlers }
+
+/** The most specific scope wins per plugin name; order within a phase is PLUGIN_ORDER's. */
+function buildChains(global: Attached[], service: Attached[], route: Attached[]): PhaseChains {
+  const byName = new Map<string, Attached>()
+  for (const attached of [...global, ...service, ...route]) byName.set(attached.name, attached)
+  const ordered = [...byName.values()].sort(
+    (a, b) => PLUGIN_ORDER.indexOf(a.name) - PLUGIN_ORDER.indexOf(b.name),
+  )
+  const chain = <K extends keyof PhaseChains>(phase: K, reverse: boolean) => {
+    const handlers = ordered.map((p) => p.handlers[phase]).filter((h) => h !== undefined)
+    if (reverse) handlers.reverse()
+    return (handlers.length === 0 ? null : handlers) as PhaseChains[K]
+  }
+  return {
+    onRequest: chain('onRequest', false),
+    authenticate: chain('authenticate', false),
+    authorize: chain('authorize', false),
+    transformRequest: chain('transformRequest', false),
+    onUpstreamResponse: chain('onUpstreamResponse', true),
+    transformResponse: chain('transformResponse', true),
+    onComplete: chain('onComplete', false),
+  }
+}
+
+function valueMatcher(match: StringMatchConfig): ValueMatcher {
+  if ('equals' in match) return (value) => value === match.equals
+  if ('regex' in match) {
+    const regex = new RegExp(match.regex)
+    return (value) => value !== undefined && regex.test(value)
+  }
+  return match.present ? (value) => value !== undefined : (value) => value === undefined
+}
+
+/**
+ * stripPrefix removes the matched prefix; rewrite replaces the matched part
+ * (anchored: never a match further along the path) with params filled in.
+ * The unmatched rest of the path is kept.
+ */
+function pathRewriter(route: RouteConfig): CompiledRoute['rewritePath'] {
+  if (route.stripPrefix) {
+    return (path, matched) => {
+      const rest = path.slice(matched.length)
+      return rest.startsWith('/') ? rest : `/${rest}`
+    }
+  }
+  const rewrite = route.rewrite
+  if (rewrite === null) return null
+  if (route.pathMatch === 'regex') {
+    const regex = new RegExp(route.path)
+    return (path) => path.replace(regex, rewrite)
+  }
+  return (path, matched, params) => {
+    const head = rewrite.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (_, name: string) => params[name] ?? '')
+    const rest = path.slice(matched.length)
+    if (rest === '') return head
+    return head.endsWith('/') && rest.startsWith('/') ? head + rest.slice(1) : head + rest
+  }
+}
+
+function compileListener(config: ListenerConfig, key: string): CompiledListener {
+  let secureContext: CompiledListener['secureContext'] = null
+  if (config.tls) {
+    const exact = new Map<string, SecureContext>()
+    const wildcard = new Map<string, SecureContext>()
+    const contexts = config.tls.certificates.map((cert) => {
+      const context = createSecureContext({
+        cert: cert.certPem,
+        key: cert.keyPem,
+        minVersion: config.tls!.minVersion,
+      })
+      // The first certificate naming a host wins, as in file order.
+      for (const name of cert.serverNames) {
+        const names = name.startsWith('*.') ? wildcard : exact
+        const key = name.startsWith('*.') ? name.slice(1) : name
+        if (!names.has(key)) names.set(key, context)
+      }
+      return context
+    })
+    const fallback =
+      contexts[
+        Math.max(
+          0,
+          config.tls.certificates.findIndex((c) => c.default),
+        )
+      ]
+    secureContext = (servername) => {
+      const name = servername.toLowerCase()
+      const hit = exact.get(name)
+      if (hit) return hit
+      const dot = name.indexOf('.')
+      return (dot > 0 ? wildcard.get(name.slice(dot)) : undefined) ?? fallback
+    }
+  }
+  return { config, key, limits: config.limits, secureContext }
+}
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 20))
+}

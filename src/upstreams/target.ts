@@ -1,0 +1,66 @@
+/**
+ * One copy of a service and its connection pool (undici Pool, keep-alive).
+ * Pools are keyed by everything that shapes a connection, so a reload that
+ * leaves a target's definition alone carries the pool over, connections and all.
+ */
+import { Pool } from 'undici'
+import type { ServiceConfig, TargetConfig } from '../config/types.ts'
+
+export class Target {
+  readonly url: string
+  readonly origin: string
+  /** Host header value for this target (host, and port when not the scheme's default). */
+  readonly host: string
+  readonly weight: number
+  readonly pool: Pool
+  readonly poolKey: string
+  /** Requests currently sent to this target; balancers and metrics read it. */
+  inflight = 0
+
+  constructor(config: TargetConfig, pool: Pool, poolKey: string) {
+    this.url = config.url
+    this.origin = config.origin
+    this.host = new URL(config.origin).host
+    this.weight = config.weight
+    this.pool = pool
+    this.poolKey = poolKey
+  }
+}
+
+export function poolKey(target: TargetConfig, service: ServiceConfig): string {
+  return JSON.stringify([
+    target.origin,
+    service.pool.connections,
+    service.pool.keepAliveTimeoutMs,
+    service.timeouts.connectMs,
+    service.tls.ca,
+    service.tls.serverName,
+    service.tls.verify,
+  ])
+}
+
+export function createPool(target: TargetConfig, service: ServiceConfig): Pool {
+  const url = new URL(target.origin)
+  return new Pool(target.origin, {
+    connections: service.pool.connections,
+    keepAliveTimeout: service.pool.keepAliveTimeoutMs,
+    keepAliveMaxTimeout: Math.max(service.pool.keepAliveTimeoutMs, 1000),
+    // Response timeouts are set per request at dispatch; these are ceilings.
+    headersTimeout: service.timeouts.responseMs,
+    bodyTimeout: service.timeouts.idleMs,
+    connect: {
+      timeout: service.timeouts.connectMs,
+      ...(url.protocol === 'https:'
+        ? {
+            servername: service.tls.serverName ?? (isIp(url.hostname) ? undefined : url.hostname),
+            rejectUnauthorized: service.tls.verify,
+            ...(service.tls.ca === null ? {} : { ca: service.tls.ca }),
+          }
+        : {}),
+    },
+  })
+}
+
+function isIp(host: string): boolean {
+  return /^[0-9.]+$/.test(host) || host.includes(':') || host.startsWith('[')
+}

@@ -1,0 +1,44 @@
+/** Starts a real Gateway from YAML text in a temp folder, on port 0, logs silenced. */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pino from 'pino'
+import type { Env } from '../../src/config/load.ts'
+import { Gateway } from '../../src/gateway.ts'
+
+export interface TestGateway {
+  readonly gateway: Gateway
+  readonly dir: string
+  readonly file: string
+  /** Port of the first listener, or of the one named. */
+  port(name?: string): number
+  /** http://127.0.0.1:PORT of the first listener, or of the one named. */
+  url(name?: string): string
+  /** Writes new YAML over the config file (reload with gateway.reload()). */
+  write(yaml: string): Promise<void>
+  stop(graceMs?: number): Promise<void>
+}
+
+export async function startGateway(yaml: string, env: Env = {}): Promise<TestGateway> {
+  const dir = await mkdtemp(join(tmpdir(), 'gatehouse-test-'))
+  const file = join(dir, 'gatehouse.yaml')
+  const withDefaults = (text: string) => (/^accessLog:/m.test(text) ? text : `${text}\naccessLog: off\n`)
+  await writeFile(file, withDefaults(yaml))
+  const gateway = await Gateway.start({ configFile: file, env, logger: pino({ level: 'silent' }) })
+  const port = (name?: string) => {
+    const ports = gateway.ports()
+    return name === undefined ? Object.values(ports)[0] : ports[name]
+  }
+  return {
+    gateway,
+    dir,
+    file,
+    port,
+    url: (name) => `http://127.0.0.1:${port(name)}`,
+    write: (text) => writeFile(file, withDefaults(text)),
+    stop: async (graceMs = 1000) => {
+      await gateway.stop(graceMs)
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}

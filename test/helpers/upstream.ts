@@ -1,0 +1,46 @@
+/** Real upstream servers for tests, on 127.0.0.1 port 0. */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+
+export interface Upstream {
+  readonly url: string
+  readonly port: number
+  readonly server: Server
+  /** Requests seen, in order. */
+  readonly requests: IncomingMessage[]
+  close(): Promise<void>
+}
+
+export type UpstreamHandler = (req: IncomingMessage, res: ServerResponse) => void
+
+/** Answers JSON {name, method, url, headers} unless a handler is given. */
+export async function startUpstream(name = 'upstream', handler?: UpstreamHandler): Promise<Upstream> {
+  const requests: IncomingMessage[] = []
+  const sockets = new Set<Socket>()
+  const server = createServer((req, res) => {
+    requests.push(req)
+    if (handler) return handler(req, res)
+    req.resume()
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ name, method: req.method, url: req.url, headers: req.headers }))
+    })
+  })
+  server.on('connection', (socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    server,
+    requests,
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
+  }
+}
