@@ -5,8 +5,10 @@
  * flight finish on the snapshot they started on, and the old snapshot's
  * plugins (and pools no longer used) close once its last request ends.
  */
-import { type FSWatcher, watch } from 'node:fs'
-import { basename, dirname, resolve } from 'node:path'
+import { type FSWatcher, readFileSync, watch } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import type { AddressInfo } from 'node:net'
+import { dirname, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import { type Config, ConfigError, loadConfig } from './config/index.ts'
 import type { Env } from './config/load.ts'
@@ -32,9 +34,13 @@ export class Gateway {
   readonly #listeners = new Map<string, RunningListener>()
   readonly #retiring = new Set<Promise<void>>()
   readonly #draining = new Set<Runtime>()
+  /** Listeners a reload closed or replaced whose connections have not all ended yet. */
+  readonly #closing = new Set<RunningListener>()
   #current: Runtime
   #watcher: FSWatcher | null = null
   #reloading: Promise<ReloadResult> | null = null
+  /** A reload asked for while one runs: it must read the file again, as it may have changed since. */
+  #queued: Promise<ReloadResult> | null = null
   #stopped = false
 
   private constructor(
@@ -80,9 +86,21 @@ export class Gateway {
     return out
   }
 
-  /** Re-reads the config file. Concurrent calls share one reload. */
+  /**
+   * Re-reads the config file. Reloads never overlap: a call made while one
+   * runs waits for it and then reads the file once more (calls made meanwhile
+   * share that second reload), so the last change is never missed.
+   */
   reload(): Promise<ReloadResult> {
-    this.#reloading ??= this.#reload().finally(() => {
+    if (this.#queued) return this.#queued
+    if (this.#reloading) {
+      this.#queued = this.#reloading.then(() => {
+        this.#queued = null
+        return this.reload()
+      })
+      return this.#queued
+    }
+    this.#reloading = this.#reload().finally(() => {
       this.#reloading = null
     })
     return this.#reloading
@@ -91,6 +109,7 @@ export class Gateway {
   async #reload(): Promise<ReloadResult> {
     const logger = this.#options.logger
     const old = this.#current
+    if (this.#stopped) return { ok: false, error: new Error('the gateway is stopping') }
     let next: Runtime
     try {
       const config = await loadConfig(this.#options.configFile, {
@@ -99,18 +118,23 @@ export class Gateway {
       })
       next = compile(config, { plugins: this.#plugins, logger, previous: old, version: old.version + 1 })
     } catch (error) {
+      // The message lists every problem as file:line:column; `problems` carries them for log processors.
       logger.error(
-        { err: error instanceof ConfigError ? undefined : error },
+        error instanceof ConfigError ? { problems: error.problems } : { err: error },
         `reload refused, still serving version ${old.version}:\n${(error as Error).message}`,
       )
       return { ok: false, error: error as Error }
+    }
+    if (this.#stopped) {
+      void releaseUnshared(next, old)
+      return { ok: false, error: new Error('the gateway is stopping') }
     }
     try {
       await this.#syncListeners(next)
     } catch (error) {
       logger.error(
         { err: error },
-        `reload refused: a listener could not start; still serving version ${old.version}`,
+        `reload refused, still serving version ${old.version}: ${listenFailure(error)}`,
       )
       void releaseUnshared(next, old)
       return { ok: false, error: error as Error }
@@ -130,47 +154,89 @@ export class Gateway {
     this.#retiring.add(done)
   }
 
-  /** Opens new listeners (before the swap, so a port in use fails the reload), updates kept ones, closes removed ones. */
+  /**
+   * Opens new listeners before the swap, so a port in use fails the reload
+   * with nothing changed; then updates kept ones and closes removed ones.
+   */
   async #syncListeners(next: Runtime): Promise<void> {
     const started: RunningListener[] = []
-    const replaced: RunningListener[] = []
+    const replaced: { running: RunningListener; address: AddressInfo }[] = []
     try {
       for (const [key, listener] of next.listeners) {
         const running = this.#listeners.get(key)
         if (running && running.shape === listenerShape(listener.config)) continue
         if (running) {
-          // A listener whose shape changed (TLS on/off, HTTP/2, head size) is rebound.
+          // A listener whose shape changed (TLS on/off, HTTP/2, head size) is rebound on its address.
+          replaced.push({ running, address: running.server.address() as AddressInfo })
           running.close()
-          replaced.push(running)
         }
         started.push(await startListener(listener, () => this.#current))
       }
     } catch (error) {
       for (const running of started) running.close()
+      // Give the replaced servers their address back, so the failed reload leaves everything as it was.
+      for (const { running, address } of replaced) await relisten(running, address)
       throw error
     }
     for (const running of started) this.#listeners.set(running.key, running)
-    for (const running of replaced) running.closeIdle()
+    for (const { running } of replaced) this.#retireListener(running)
     for (const [key, running] of this.#listeners) {
       const listener = next.listeners.get(key)
       if (listener) applyLimits(running.server, listener)
       else {
         running.close()
-        running.closeIdle()
         this.#listeners.delete(key)
+        this.#retireListener(running)
       }
     }
   }
 
-  /** Reload when the file changes (debounced), watching the folder so editors that replace the file are seen. */
+  /**
+   * A closed listener's busy connections finish their requests; each is
+   * closed once idle, and stop() cuts whatever is left.
+   */
+  #retireListener(running: RunningListener): void {
+    this.#closing.add(running)
+    running.closeIdle()
+    running.server.once('close', () => this.#closing.delete(running))
+  }
+
+  /**
+   * Reloads when the file's text changes (debounced). The folder is watched,
+   * not the file: an editor that writes a new file and renames it over the
+   * old one, or a Kubernetes ConfigMap volume (which swaps a `..data` symlink,
+   * so events name another entry), replaces what a watch on the file follows.
+   * So any event in the folder reads the file, and only a different text reloads.
+   */
   watch(debounceMs = 200): void {
     if (this.#watcher) return
     const file = resolve(this.#options.configFile)
+    const logger = this.#options.logger
+    let seen = readTextOrNull(file)
     let timer: NodeJS.Timeout | undefined
-    this.#watcher = watch(dirname(file), (_event, name) => {
-      if (name !== basename(file)) return
-      clearTimeout(timer)
-      timer = setTimeout(() => void this.reload(), debounceMs)
+    const check = async () => {
+      const text = await readFile(file, 'utf8').catch(() => null)
+      // Missing for a moment (between unlink and rename) or unchanged: the next event brings the change.
+      if (text === null || text === seen || this.#stopped) return
+      seen = text
+      logger.info({ file }, 'config file changed: reloading')
+      await this.reload()
+    }
+    try {
+      this.#watcher = watch(dirname(file), () => {
+        clearTimeout(timer)
+        timer = setTimeout(() => void check(), debounceMs)
+        timer.unref()
+      })
+    } catch (error) {
+      // E.g. the inotify watch limit: serving matters more than watching.
+      logger.error({ err: error }, 'cannot watch the config file; reload with SIGHUP')
+      return
+    }
+    this.#watcher.on('error', (error) => {
+      // E.g. the folder was removed: keep serving; SIGHUP still reloads.
+      logger.error({ err: error }, 'stopped watching the config file; reload with SIGHUP')
+      this.#watcher?.close()
     })
     this.#watcher.unref()
   }
@@ -184,16 +250,54 @@ export class Gateway {
     if (this.#stopped) return
     this.#stopped = true
     this.#watcher?.close()
+    // A reload under way finishes first (one queued after it sees `stopped` and does nothing).
+    await this.#reloading?.catch(() => {})
     for (const running of this.#listeners.values()) running.close()
+    const all = [...this.#listeners.values(), ...this.#closing]
     const deadline = Date.now() + graceMs
     const busy = () => this.#current.inflight > 0 || [...this.#draining].some((rt) => rt.inflight > 0)
     while (busy() && Date.now() < deadline) {
-      for (const running of this.#listeners.values()) running.closeIdle()
+      // Keep-alive connections are closed as soon as their last response is out.
+      for (const running of all) running.closeIdle()
       await new Promise((r) => setTimeout(r, 25))
     }
-    for (const running of this.#listeners.values()) running.closeAll()
+    if (busy()) {
+      const inflight = [this.#current, ...this.#draining].reduce((sum, rt) => sum + rt.inflight, 0)
+      this.#options.logger.warn(
+        { inflight, gracePeriodMs: graceMs },
+        'grace period over: cutting the requests still running',
+      )
+    }
+    for (const running of all) running.closeAll()
     this.#listeners.clear()
+    this.#closing.clear()
     this.#retire(this.#current, null)
     await Promise.allSettled([...this.#retiring])
   }
+}
+
+function readTextOrNull(file: string): string | null {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return null
+  }
+}
+
+/** Binds a closed server again on the address it had (after a failed replacement). */
+function relisten(running: RunningListener, address: AddressInfo): Promise<void> {
+  return new Promise((resolve) => {
+    running.server.once('error', () => resolve())
+    running.server.listen({ port: address.port, host: address.address }, () => resolve())
+  })
+}
+
+/** A clear sentence for the errors that listening fails with. */
+export function listenFailure(error: unknown): string {
+  const e = error as NodeJS.ErrnoException & { address?: string; port?: number }
+  const where = e.address === undefined ? '' : `${e.address}:${e.port}`
+  if (e.code === 'EADDRINUSE') return `${where} is already in use (another process is listening there)`
+  if (e.code === 'EACCES') return `no permission to listen on ${where} (ports below 1024 need privileges)`
+  if (e.code === 'EADDRNOTAVAIL') return `${where}: the host address is not one of this machine's`
+  return (error as Error).message
 }

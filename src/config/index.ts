@@ -9,7 +9,7 @@ import { type Env, type LoadedFile, loadFile, parseText } from './load.ts'
 import { normalize } from './normalize.ts'
 import { ConfigError, type ConfigProblem } from './problems.ts'
 import { GatehouseConfig, type RawConfig } from './schema.ts'
-import { schemaProblems } from './schema-errors.ts'
+import { invalidItems, schemaProblems, validateCopy } from './schema-errors.ts'
 import type { Config } from './types.ts'
 
 export { ConfigError, type ConfigProblem } from './problems.ts'
@@ -43,9 +43,15 @@ function check(loaded: LoadedFile | undefined, problems: ConfigProblem[], source
   const ajv = createAjv()
   const validate = ajv.compile<RawConfig>(GatehouseConfig)
   // The schema pass must not write defaults into the data: normalize fills them, explicitly.
-  const data = structuredClone(loaded.data)
-  if (!validate(data)) throw new ConfigError(schemaProblems(validate.errors ?? [], loaded))
-  const result = normalize(loaded.data as RawConfig, loaded, { plugins: source.plugins, ajv })
-  if (!result.config) throw new ConfigError(result.problems)
-  return result.config
+  const { errors } = validateCopy(validate, loaded.data, loaded)
+  const found = schemaProblems(errors, loaded)
+  const invalid = invalidItems(errors, loaded.data)
+  // Items that failed the schema are skipped, not given up on: the rest is still
+  // cross-checked, so one run lists every problem in the file.
+  if (!invalid.has('(root)')) {
+    const result = normalize(loaded.data as RawConfig, loaded, { plugins: source.plugins, ajv, invalid })
+    if (result.config && found.length === 0) return result.config
+    found.push(...result.problems)
+  }
+  throw new ConfigError(found)
 }

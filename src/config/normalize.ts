@@ -1,20 +1,23 @@
 /**
- * Schema-valid raw data -> the normalized Config, checking what a schema
- * cannot: cross-references (unknown service or plugin, duplicate route or
- * listener), plugin configs against their own schemas, files that must be
- * readable (certificates, CAs), regexes that must compile. Every problem is
- * collected with its path; nothing stops at the first.
+ * Raw data -> the normalized Config, checking what a schema cannot:
+ * cross-references (unknown service or plugin, duplicate route, listener
+ * port or name), plugin configs against their own schemas, files that must
+ * be readable (certificates, CAs), regexes that must compile, rewrites that
+ * use only what the path captures, header names. Items that failed the schema
+ * are skipped (`invalid`); every problem is collected with its path, nothing
+ * stops at the first.
  */
 import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { createSecureContext } from 'node:tls'
 import type { Ajv } from 'ajv'
+import { isIpOrCidr } from '../net/ip.ts'
 import type { PluginDefinition } from '../pipeline/plugin.ts'
 import type { LoadedFile } from './load.ts'
 import { type ConfigProblem, didYouMean, formatPath, type PathSegment } from './problems.ts'
 import type { RawConfig, RawListener, RawPluginRef, RawRoute, RawService } from './schema.ts'
-import { schemaProblems } from './schema-errors.ts'
+import { schemaProblems, validateCopy, withOrigin } from './schema-errors.ts'
 import type {
   CertificateConfig,
   Config,
@@ -32,6 +35,8 @@ import { parseDuration, parseSize } from './units.ts'
 export interface NormalizeOptions {
   plugins: ReadonlyMap<string, PluginDefinition<never>>
   ajv: Ajv
+  /** Items that failed the schema (paths like `routes[2]`, `global`): skipped here, already reported. */
+  invalid?: ReadonlySet<string>
 }
 
 export function normalize(
@@ -45,60 +50,63 @@ export function normalize(
       file: loaded.file,
       ...(atKey ? loaded.locateKey(path) : loaded.locate(path)),
       path: formatPath(path),
-      message,
+      message: atKey ? message : withOrigin(message, path, loaded),
     })
+  const valid = (path: PathSegment[]) => !options.invalid?.has(formatPath(path))
   const baseDir = dirname(resolve(loaded.file))
-  const plugins = new PluginResolver(raw, loaded, options, problems, report)
+  const plugins = new PluginResolver(raw, loaded, options, problems, report, valid)
 
-  const listeners = (raw.listeners ?? []).map((l, i) =>
-    normalizeListener(l, ['listeners', i], baseDir, report),
-  )
-  const seenPorts = new Map<string, number>()
-  listeners.forEach((l, i) => {
-    const key = `${l.host}:${l.port}`
-    const first = seenPorts.get(key)
-    if (first !== undefined && l.port !== 0)
-      report(['listeners', i, 'port'], `port ${l.port} on ${l.host} is already used by listeners[${first}]`)
-    else seenPorts.set(key, i)
-  })
+  const listeners: [number, ListenerConfig][] = []
+  if (valid(['listeners']))
+    (raw.listeners ?? []).forEach((l, i) => {
+      if (valid(['listeners', i]))
+        listeners.push([i, normalizeListener(l, ['listeners', i], baseDir, report)])
+    })
+  checkPorts(listeners, report)
+  nameListeners(listeners, raw.listeners ?? [], report)
 
+  // A service that failed the schema still exists: routes naming it are not "unknown service".
+  const serviceNames = valid(['services']) ? Object.keys(raw.services ?? {}) : null
   const services: Record<string, ServiceConfig> = {}
-  for (const [name, service] of Object.entries(raw.services ?? {})) {
-    services[name] = normalizeService(name, service, ['services', name], baseDir, plugins, report)
+  for (const [name, service] of Object.entries(valid(['services']) ? (raw.services ?? {}) : {})) {
+    if (valid(['services', name]))
+      services[name] = normalizeService(name, service, ['services', name], baseDir, plugins, report)
   }
 
-  const routes = (raw.routes ?? []).map((r, i) => normalizeRoute(r, i, services, plugins, report))
+  const routes: RouteConfig[] = []
+  if (valid(['routes']))
+    (raw.routes ?? []).forEach((r, i) => {
+      if (valid(['routes', i])) routes.push(normalizeRoute(r, i, serviceNames, plugins, report))
+    })
   const seenRoutes = new Map<string, number>()
-  routes.forEach((route, i) => {
-    const key = JSON.stringify([
-      route.hosts,
-      route.path,
-      route.pathMatch,
-      route.methods,
-      route.headers,
-      route.query,
-    ])
+  for (const route of routes) {
+    const key = routeKey(route)
     const first = seenRoutes.get(key)
     if (first !== undefined)
       report(
-        ['routes', i],
+        ['routes', route.index],
         `duplicate route: same host, path, methods and conditions as routes[${first}], which always wins`,
       )
-    else seenRoutes.set(key, i)
-  })
+    else seenRoutes.set(key, route.index)
+  }
 
-  const global = raw.global ?? {}
+  const global = (valid(['global']) ? raw.global : undefined) ?? {}
+  if (global.requestIdHeader !== undefined)
+    checkHeaderName(global.requestIdHeader, ['global', 'requestIdHeader'], report)
+  global.hideUpstreamHeaders?.forEach((name, i) => {
+    checkHeaderName(name, ['global', 'hideUpstreamHeaders', i], report)
+  })
   const trustedProxies = global.trustedProxies ?? []
   trustedProxies.forEach((cidr, i) => {
-    if (!isCidr(cidr))
+    if (!isIpOrCidr(cidr))
       report(
         ['global', 'trustedProxies', i],
         `expected an IP address or CIDR range, got ${JSON.stringify(cidr)}`,
       )
   })
-  const accessLog = raw.accessLog ?? 'stdout'
+  const accessLog = (valid(['accessLog']) ? raw.accessLog : undefined) ?? 'stdout'
   const config: Config = {
-    listeners,
+    listeners: listeners.map(([, l]) => l),
     services,
     routes,
     global: {
@@ -117,6 +125,76 @@ export function normalize(
   }
   if (problems.length > 0) return { problems }
   return { config: deepFreeze(config), problems }
+}
+
+/**
+ * Two listeners cannot bind one port on one address, and an unspecified
+ * address (0.0.0.0, ::) takes the port on every address: the second bind
+ * would fail with EADDRINUSE at start, after the config was called valid.
+ */
+function checkPorts(listeners: readonly [number, ListenerConfig][], report: Report): void {
+  const wildcard = (host: string) => host === '0.0.0.0' || host === '::'
+  listeners.forEach(([index, l], position) => {
+    if (l.port === 0) return
+    const clash = listeners
+      .slice(0, position)
+      .find(
+        ([, other]) =>
+          other.port === l.port && (other.host === l.host || wildcard(other.host) || wildcard(l.host)),
+      )
+    if (!clash) return
+    const [first, other] = clash
+    report(
+      ['listeners', index, 'port'],
+      other.host === l.host
+        ? `port ${l.port} on ${l.host} is already used by listeners[${first}]`
+        : `port ${l.port} on ${l.host} clashes with listeners[${first}] on ${other.host}: ${wildcard(l.host) ? l.host : other.host} takes the port on every address`,
+    )
+  })
+}
+
+/**
+ * Listener names key the running servers (and `Gateway.ports()`): a name
+ * given twice is refused, a default name that repeats (two `http-0`) gets
+ * the listener's index appended.
+ */
+function nameListeners(
+  listeners: [number, ListenerConfig][],
+  raw: readonly RawListener[],
+  report: Report,
+): void {
+  const taken = new Map<string, number>()
+  listeners.forEach(([index, l], position) => {
+    const first = taken.get(l.name)
+    if (first === undefined) {
+      taken.set(l.name, index)
+    } else if (raw[index]?.name !== undefined) {
+      report(
+        ['listeners', index, 'name'],
+        `listener name ${JSON.stringify(l.name)} is already used by listeners[${first}]`,
+      )
+    } else {
+      const name = `${l.name}-${index}`
+      taken.set(name, index)
+      listeners[position] = [index, { ...l, name }]
+    }
+  })
+}
+
+/** Routes that match exactly the same requests: order inside lists and maps does not matter. */
+function routeKey(route: RouteConfig): string {
+  const sorted = (record: Readonly<Record<string, StringMatchConfig>>) =>
+    Object.keys(record)
+      .sort()
+      .map((k) => [k, record[k]])
+  return JSON.stringify([
+    route.hosts === null ? null : [...new Set(route.hosts)].sort(),
+    route.path,
+    route.pathMatch,
+    route.methods === null ? null : [...new Set(route.methods)].sort(),
+    sorted(route.headers),
+    sorted(route.query),
+  ])
 }
 
 type Report = (path: PathSegment[], message: string, atKey?: boolean) => void
@@ -161,6 +239,12 @@ function normalizeListener(
     const certificates = raw.tls.certificates.map((c, i) =>
       loadCertificate(c, [...path, 'tls', 'certificates', i], baseDir, report),
     )
+    const defaults = raw.tls.certificates.flatMap((c, i) => (c.default ? [i] : []))
+    for (const i of defaults.slice(1))
+      report(
+        [...path, 'tls', 'certificates', i, 'default'],
+        `only one certificate can be the default; certificates[${defaults[0]}] already is`,
+      )
     tls = {
       certificates: certificates.filter((c): c is CertificateConfig => c !== null),
       minVersion: raw.tls.minVersion ?? 'TLSv1.2',
@@ -193,6 +277,13 @@ function loadCertificate(
   const keyPem = readText(keyFile, [...path, 'key'], 'key', report)
   if (certPem === null || keyPem === null) return null
   let names = raw.serverNames?.map((n) => n.toLowerCase())
+  names?.forEach((name, i) => {
+    if (name.includes('*') && !/^\*\.[^*]+$/.test(name))
+      report(
+        [...path, 'serverNames', i],
+        `a wildcard name is written *.example.com (one label), got ${JSON.stringify(name)}`,
+      )
+  })
   try {
     createSecureContext({ cert: certPem, key: keyPem })
     if (names === undefined) names = namesFromCertificate(new X509Certificate(certPem))
@@ -217,7 +308,9 @@ function readText(file: string, path: PathSegment[], what: string, report: Repor
   try {
     return readFileSync(file, 'utf8')
   } catch (error) {
-    report(path, `cannot read ${what} file ${file} (${(error as NodeJS.ErrnoException).code ?? error})`)
+    const code = (error as NodeJS.ErrnoException).code
+    const reason = code === 'ENOENT' ? 'not found' : code === 'EACCES' ? 'permission denied' : (code ?? error)
+    report(path, `cannot read ${what} file ${file} (${reason})`)
     return null
   }
 }
@@ -265,7 +358,7 @@ function targetOrigin(url: string, path: PathSegment[], report: Report): string 
     return url
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
-    report(path, `target must be http:// or https://, got ${parsed.protocol}`)
+    report(path, `target must be http:// or https://, got ${parsed.protocol}//`)
   else if ((parsed.pathname !== '/' && parsed.pathname !== '') || parsed.search || parsed.hash)
     report(path, "target URL must not have a path or query; use the route's rewrite to change the path")
   return parsed.origin
@@ -274,15 +367,16 @@ function targetOrigin(url: string, path: PathSegment[], report: Report): string 
 function normalizeRoute(
   raw: RawRoute,
   index: number,
-  services: Record<string, ServiceConfig>,
+  serviceNames: readonly string[] | null,
   plugins: PluginResolver,
   report: Report,
 ): RouteConfig {
   const path: PathSegment[] = ['routes', index]
   const pathMatch = raw.pathMatch ?? 'prefix'
+  let regex: RegExp | null = null
   if (pathMatch === 'regex') {
     if (!raw.path.startsWith('^')) report([...path, 'path'], 'a regex path must be anchored: start it with ^')
-    checkRegex(raw.path, [...path, 'path'], report)
+    regex = checkRegex(raw.path, [...path, 'path'], report)
   } else if (!raw.path.startsWith('/')) {
     report([...path, 'path'], `path must start with /, got ${JSON.stringify(raw.path)}`)
   } else if (/[*()?#\s]/.test(raw.path)) {
@@ -298,10 +392,10 @@ function normalizeRoute(
         : `a route takes one terminal, got ${terminals.join(' and ')}`,
     )
   } else if (raw.service !== undefined) {
-    if (!services[raw.service])
+    if (serviceNames !== null && !serviceNames.includes(raw.service))
       report(
         [...path, 'service'],
-        `unknown service ${JSON.stringify(raw.service)}${didYouMean(raw.service, Object.keys(services))}`,
+        `unknown service ${JSON.stringify(raw.service)}${serviceNames.length === 0 ? ' (no services are defined)' : didYouMean(raw.service, serviceNames)}`,
       )
     terminal = { kind: 'proxy', service: raw.service }
   } else if (raw.redirect !== undefined) {
@@ -309,7 +403,17 @@ function normalizeRoute(
   } else if (raw.respond !== undefined) {
     const body = raw.respond.body
     const headers: Record<string, string> = {}
-    for (const [k, v] of Object.entries(raw.respond.headers ?? {})) headers[k.toLowerCase()] = v
+    for (const [k, v] of Object.entries(raw.respond.headers ?? {})) {
+      checkHeaderName(k, [...path, 'respond', 'headers', k], report, true)
+      // Node refuses these in setHeader (RFC 9110 §5.5): better now than a 500 on every request.
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+      if (/[\0-\x08\n-\x1f\x7f]/.test(v))
+        report(
+          [...path, 'respond', 'headers', k],
+          'a header value cannot hold control characters or line breaks',
+        )
+      headers[k.toLowerCase()] = v
+    }
     if (body !== undefined && typeof body !== 'string') headers['content-type'] ??= 'application/json'
     terminal = {
       kind: 'respond',
@@ -327,15 +431,8 @@ function normalizeRoute(
     report([...path, 'rewrite'], 'use stripPrefix or rewrite, not both')
   if (raw.preserveHost && raw.hostRewrite !== undefined)
     report([...path, 'hostRewrite'], 'use preserveHost or hostRewrite, not both')
-  if (raw.rewrite !== undefined && pathMatch !== 'regex') {
-    const known = new Set([...raw.path.matchAll(/:([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]))
-    for (const m of raw.rewrite.matchAll(/:([A-Za-z_][A-Za-z0-9_]*)/g))
-      if (!known.has(m[1]))
-        report(
-          [...path, 'rewrite'],
-          `rewrite uses :${m[1]}, which the path does not capture${didYouMean(m[1], known)}`,
-        )
-  }
+  if (raw.rewrite !== undefined && (pathMatch !== 'regex' || regex !== null))
+    checkRewrite(raw.rewrite, raw.path, regex, [...path, 'rewrite'], report)
   const hosts =
     raw.host === undefined
       ? null
@@ -374,6 +471,7 @@ function normalizeMatches(
 ): Record<string, StringMatchConfig> {
   const out: Record<string, StringMatchConfig> = {}
   for (const [name, match] of Object.entries(raw ?? {})) {
+    if (lowerCaseNames) checkHeaderName(name, [...path, name], report, true)
     const key = lowerCaseNames ? name.toLowerCase() : name
     if (typeof match === 'string') out[key] = { equals: match }
     else if ('regex' in match) {
@@ -384,32 +482,82 @@ function normalizeMatches(
   return out
 }
 
-function checkRegex(source: string, path: PathSegment[], report: Report): void {
+/** A field name is an RFC 9110 §5.1 token. */
+function checkHeaderName(name: string, path: PathSegment[], report: Report, atKey = false): void {
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name))
+    report(
+      path,
+      `invalid header name ${JSON.stringify(name)}: letters, digits and !#$%&'*+-.^_\`|~ only (RFC 9110 §5.1)`,
+      atKey,
+    )
+}
+
+function checkRegex(source: string, path: PathSegment[], report: Report): RegExp | null {
   try {
-    new RegExp(source)
+    return new RegExp(source)
   } catch (error) {
-    report(path, `invalid regular expression: ${(error as Error).message}`)
+    // V8 says "Invalid regular expression: /(/: Unterminated group"; keep only the reason.
+    const reason = (error as Error).message.split(': ').at(-1) ?? ''
+    report(path, `invalid regular expression: ${reason.charAt(0).toLowerCase()}${reason.slice(1)}`)
+    return null
   }
 }
 
-function isCidr(text: string): boolean {
-  const [address, bits, extra] = text.split('/')
-  if (extra !== undefined) return false
-  const v4 = /^(\d{1,3})(\.\d{1,3}){3}$/.test(address) && address.split('.').every((o) => Number(o) <= 255)
-  const v6 = !v4 && address.includes(':') && /^[0-9a-fA-F:.]+$/.test(address)
-  if (!v4 && !v6) return false
-  if (bits === undefined) return true
-  return /^\d+$/.test(bits) && Number(bits) <= (v4 ? 32 : 128)
+const PARAM = /:([A-Za-z_][A-Za-z0-9_]*)/g
+
+/**
+ * A rewrite may only use what the path captures: `:name` params of prefix and
+ * exact paths (`regex` null), `$1` / `$<name>` groups of regex paths. Anything else would be
+ * sent upstream empty (params) or literally (groups), never what was meant.
+ */
+function checkRewrite(
+  rewrite: string,
+  source: string,
+  regex: RegExp | null,
+  path: PathSegment[],
+  report: Report,
+): void {
+  if (regex === null) {
+    const known = new Set([...source.matchAll(PARAM)].map((m) => m[1]))
+    for (const m of rewrite.matchAll(PARAM))
+      if (!known.has(m[1]))
+        report(path, `rewrite uses :${m[1]}, which the path does not capture${didYouMean(m[1], known)}`)
+    const group = /\$(\d+|<[^>]*>)/.exec(rewrite)
+    if (group)
+      report(
+        path,
+        `rewrite uses ${group[0]}, but groups are only captured by pathMatch: regex; use :name params`,
+      )
+    return
+  }
+  // Matching the empty alternative gives an array with one slot per group.
+  const probe = new RegExp(`${regex.source}|`).exec('') as RegExpExecArray
+  const groups = probe.length - 1
+  const names = Object.keys(probe.groups ?? {})
+  // String.replace semantics: `$$` is a literal $, `$12` falls back to `$1` then "2" when there is no group 12.
+  for (const m of rewrite.replace(/\$\$/g, '').matchAll(/\$(?:(\d\d?)|<([^>]*)>)/g)) {
+    const digits = m[1]
+    if (digits !== undefined) {
+      const fits = (n: number) => n >= 1 && n <= groups
+      if (!fits(Number(digits)) && !fits(Number(digits[0])))
+        report(
+          path,
+          `rewrite uses $${digits}, but the path regex has ${groups === 0 ? 'no groups' : groups === 1 ? 'one group ($1)' : `${groups} groups ($1 to $${groups})`}`,
+        )
+    } else if (!names.includes(m[2]))
+      report(path, `rewrite uses ${m[0]}, which the path regex does not capture${didYouMean(m[2], names)}`)
+  }
 }
 
 /** Resolves plugin references to (name, validated config), reporting unknown names and bad configs. */
 class PluginResolver {
   readonly #named = new Map<string, Readonly<Record<string, unknown>> | null>()
-  readonly #raw: RawConfig
   readonly #loaded: LoadedFile
   readonly #options: NormalizeOptions
   readonly #problems: ConfigProblem[]
   readonly #report: Report
+  /** The top-level `plugins` map failed the schema: plugins used by name cannot be checked against it. */
+  readonly #namedUnknown: boolean
 
   constructor(
     raw: RawConfig,
@@ -417,16 +565,18 @@ class PluginResolver {
     options: NormalizeOptions,
     problems: ConfigProblem[],
     report: Report,
+    valid: (path: PathSegment[]) => boolean,
   ) {
-    this.#raw = raw
     this.#loaded = loaded
     this.#options = options
     this.#problems = problems
     this.#report = report
-    for (const name of Object.keys(raw.plugins ?? {})) {
+    this.#namedUnknown = !valid(['plugins'])
+    if (this.#namedUnknown) return
+    for (const [name, config] of Object.entries(raw.plugins ?? {})) {
       const at = ['plugins', name]
       if (!this.#known(name, at, true)) continue
-      this.#named.set(name, this.#validate(name, raw.plugins?.[name] ?? {}, at))
+      this.#named.set(name, valid(at) ? this.#validate(name, config, at) : null)
     }
   }
 
@@ -446,7 +596,8 @@ class PluginResolver {
       if (typeof ref !== 'string' && ref.config !== undefined)
         config = this.#validate(name, ref.config, [...at, 'config'])
       else if (this.#named.has(name)) config = this.#named.get(name) ?? null
-      else config = this.#validate(name, {}, at)
+      else if (this.#namedUnknown) config = null
+      else config = this.#validate(name, {}, at, true)
       if (config !== null) uses.push({ name, config })
     })
     return uses
@@ -462,20 +613,29 @@ class PluginResolver {
     return false
   }
 
-  #validate(name: string, config: unknown, path: PathSegment[]): Readonly<Record<string, unknown>> | null {
+  /** `unset`: the plugin is used by name with no settings anywhere, so its defaults are what failed. */
+  #validate(
+    name: string,
+    config: unknown,
+    path: PathSegment[],
+    unset = false,
+  ): Readonly<Record<string, unknown>> | null {
     const definition = this.#options.plugins.get(name)!
     const validate =
       this.#options.ajv.getSchema(`plugin:${name}`) ??
       this.#options.ajv.compile({ ...definition.schema, $id: `plugin:${name}` })
-    const copy = structuredClone(config) as Record<string, unknown>
-    if (!validate(copy)) {
-      const relocated = { ...this.#loaded, data: this.#raw }
-      this.#problems.push(...schemaProblems(validate.errors ?? [], relocated, path))
+    const hint = unset
+      ? ` (${name} has no settings here: give them under plugins.${name} or as {name: ${name}, config: {...}})`
+      : ''
+    const checked = validateCopy<Record<string, unknown>>(validate, config, this.#loaded, path)
+    if (checked.errors.length > 0) {
+      for (const problem of schemaProblems(checked.errors, this.#loaded, path))
+        this.#problems.push({ ...problem, message: problem.message + hint })
       return null
     }
-    const found = definition.validate?.(copy as never) ?? []
-    for (const [sub, message] of found) this.#report([...path, ...sub], message)
-    return found.length === 0 ? copy : null
+    const found = definition.validate?.(checked.value as never) ?? []
+    for (const [sub, message] of found) this.#report([...path, ...sub], message + hint)
+    return found.length === 0 ? checked.value : null
   }
 }
 

@@ -3,7 +3,10 @@ export interface ConfigProblem {
   file: string
   line: number
   column: number
-  /** Config path like `routes[2].service`, or `(root)`. */
+  /**
+   * Config path like `routes[2].service`, `(root)` for the whole document, or
+   * '' when the problem is in the text rather than at a value (syntax errors, unreadable file).
+   */
   path: string
   message: string
 }
@@ -11,10 +14,16 @@ export interface ConfigProblem {
 export class ConfigError extends Error {
   readonly problems: readonly ConfigProblem[]
   constructor(problems: ConfigProblem[]) {
-    super(formatProblems(problems))
+    const sorted = sortProblems(problems)
+    super(formatProblems(sorted))
     this.name = 'ConfigError'
-    this.problems = problems
+    this.problems = sorted
   }
+}
+
+/** In file order, so the list reads top to bottom like the file; stable for problems at one place. */
+export function sortProblems(problems: readonly ConfigProblem[]): ConfigProblem[] {
+  return [...problems].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column)
 }
 
 export type PathSegment = string | number
@@ -30,7 +39,9 @@ export function formatPath(segments: readonly PathSegment[]): string {
 }
 
 export function formatProblems(problems: readonly ConfigProblem[]): string {
-  const lines = problems.map((p) => `${p.file}:${p.line}:${p.column} ${p.path}: ${p.message}`)
+  const lines = problems.map(
+    (p) => `${p.file}:${p.line}:${p.column} ${p.path === '' ? '' : `${p.path}: `}${p.message}`,
+  )
   const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`
   return `${count} in configuration:\n${lines.map((l) => `  ${l}`).join('\n')}`
 }

@@ -92,7 +92,8 @@ const Certificate = Strict(
     ),
     default: Type.Optional(
       Type.Boolean({
-        description: 'Serve this certificate when no name matches (else the first certificate).',
+        description:
+          'Serve this certificate when no name matches (when none is marked, the first one). Default false.',
       }),
     ),
   },
@@ -161,7 +162,7 @@ const Target = Type.Union(
           Type.Integer({
             minimum: 0,
             maximum: 1000,
-            description: 'Relative share of requests. Default 1; 0 disables.',
+            description: 'Relative share of requests; 0 takes the target out of rotation. Default 1.',
           }),
         ),
       },
@@ -175,7 +176,10 @@ export const Service = Strict(
   {
     targets: Type.Array(Target, { minItems: 1, description: 'The copies of this service.' }),
     balancer: Type.Optional(
-      Type.Literal('round-robin', { description: 'How requests are spread: smooth weighted round robin.' }),
+      Type.Literal('round-robin', {
+        description:
+          'How requests are spread over the targets: smooth weighted round robin. Default round-robin.',
+      }),
     ),
     timeouts: Type.Optional(
       Strict(
@@ -211,7 +215,7 @@ export const Service = Strict(
           ),
           verify: Type.Optional(
             Type.Boolean({
-              description: 'Verify the target certificate. Default true; turn off only for tests.',
+              description: 'Verify the target certificate; turn this off only for tests. Default true.',
             }),
           ),
         },
@@ -255,11 +259,11 @@ export const Route = Strict(
     pathMatch: Type.Optional(
       Type.Union([Type.Literal('prefix'), Type.Literal('exact'), Type.Literal('regex')], {
         description:
-          '`prefix` (default), `exact`, or `regex` (an anchored JavaScript regex, must start with ^).',
+          'How `path` matches: `prefix` (whole segments), `exact`, or `regex` (a JavaScript regex that must start with ^). Default prefix.',
       }),
     ),
     methods: Type.Optional(
-      Type.Array(Method, { minItems: 1, description: 'Methods this route takes. Default all.' }),
+      Type.Array(Method, { minItems: 1, description: 'Methods this route takes. Default any method.' }),
     ),
     headers: Type.Optional(
       Type.Record(Type.String(), StringMatch, {
@@ -280,7 +284,7 @@ export const Route = Strict(
             Type.Union(
               [Type.Literal(301), Type.Literal(302), Type.Literal(303), Type.Literal(307), Type.Literal(308)],
               {
-                description: 'Default 302.',
+                description: 'Redirect status. Default 302.',
               },
             ),
           ),
@@ -291,7 +295,9 @@ export const Route = Strict(
     respond: Type.Optional(
       Strict(
         {
-          status: Type.Optional(Type.Integer({ minimum: 200, maximum: 599, description: 'Default 200.' })),
+          status: Type.Optional(
+            Type.Integer({ minimum: 200, maximum: 599, description: 'Response status. Default 200.' }),
+          ),
           headers: Type.Optional(
             Type.Record(Type.String(), Type.String(), { description: 'Response headers.' }),
           ),
@@ -299,7 +305,7 @@ export const Route = Strict(
             Type.Union(
               [Type.String(), Type.Object({}, { additionalProperties: true }), Type.Array(Type.Unknown())],
               {
-                description: 'A string, or JSON (sent as application/json).',
+                description: 'A string, or JSON (sent as application/json). Default empty.',
               },
             ),
           ),
@@ -315,7 +321,7 @@ export const Route = Strict(
     rewrite: Type.Optional(
       Type.String({
         description:
-          'Replace the matched part of the path (anchored at its start; the rest and the query are kept). `:param` and regex groups `$1` are filled in.',
+          'Replace the matched part of the path (anchored at its start; the rest and the query are kept). Fills in `:param` captured by a prefix or exact path, and groups `$1`, `$<name>` of a regex path.',
       }),
     ),
     preserveHost: Type.Optional(
@@ -325,7 +331,10 @@ export const Route = Strict(
     ),
     hostRewrite: Type.Optional(Type.String({ description: 'Send this Host upstream.' })),
     maxBodySize: Type.Optional(
-      Size("Largest request body on this route; overrides the listener's.", 'listener'),
+      Size(
+        "Largest request body on this route; overrides the listener's.",
+        "the listener's limits.maxBodySize",
+      ),
     ),
     plugins: Type.Optional(PluginList),
   },
@@ -334,7 +343,9 @@ export const Route = Strict(
 
 export const GatehouseConfig = Strict(
   {
-    $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
+    $schema: Type.Optional(
+      Type.String({ description: 'Path or URL of this JSON Schema, for editors; Gatehouse ignores it.' }),
+    ),
     listeners: Type.Array(Listener, { minItems: 1, description: 'Ports to accept connections on.' }),
     services: Type.Optional(
       Type.Record(Type.String(), Service, { description: 'Backend services by name.' }),
@@ -379,9 +390,15 @@ export const GatehouseConfig = Strict(
           Type.Literal('stdout'),
           Type.Literal('stderr'),
           Type.Literal('off'),
-          Strict({ file: Type.String({ description: 'Path to append JSON lines to.' }) }, 'A file.'),
+          Strict(
+            { file: Type.String({ description: 'Path of the file to append JSON lines to.' }) },
+            'A file.',
+          ),
         ],
-        { description: 'Where one JSON line per request goes: stdout (default), stderr, off or `{file}`.' },
+        {
+          description:
+            'Where one JSON line per request goes: stdout, stderr, off or `{file}`. Default stdout.',
+        },
       ),
     ),
   },

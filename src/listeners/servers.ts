@@ -10,11 +10,16 @@ import {
   type Server,
   ServerResponse,
 } from 'node:http'
-import { createSecureServer, type Http2SecureServer, type Http2Session } from 'node:http2'
+import {
+  createSecureServer,
+  type Http2SecureServer,
+  type Http2Session,
+  type ServerHttp2Stream,
+} from 'node:http2'
 import { createServer as createHttpsServer } from 'node:https'
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import type { ListenerConfig } from '../config/types.ts'
+import type { CertificateConfig, LimitsConfig, ListenerConfig } from '../config/types.ts'
 import type { GatehouseError } from '../errors.ts'
 import { createContext, handleRequest } from '../pipeline/handle.ts'
 import { sendProblem } from '../pipeline/reply.ts'
@@ -66,12 +71,23 @@ export async function startListener(
   const sessions = new Set<Http2Session>()
   let server: AnyServer
   const limits = config.limits
+  const http1Options = {
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionsCheckingInterval: checkingInterval(limits),
+    // Checked in accept() instead, so the 400 is problem+json like every other refusal.
+    requireHostHeader: false,
+    // Strict llhttp whatever NODE_OPTIONS says (--insecure-http-parser): lenient parsing is how smuggling works.
+    insecureHTTPParser: false,
+  }
   if (config.tls === null) {
-    server = createHttpServer({ maxHeaderSize: limits.maxHeaderSize, requireHostHeader: true }, onRequest)
+    server = createHttpServer(http1Options, onRequest)
   } else {
     const sni = (servername: string, callback: (error: Error | null, context?: unknown) => void) =>
       callback(null, resolve().listener.secureContext?.(servername))
-    const first = config.tls.certificates.find((c) => c.default) ?? config.tls.certificates[0]
+    const first = defaultCertificate(config)
     const tlsOptions = {
       cert: first.certPem,
       key: first.keyPem,
@@ -82,33 +98,40 @@ export async function startListener(
       const h2 = createSecureServer(
         {
           ...tlsOptions,
+          ...http1Options,
           allowHTTP1: true,
           maxSessionMemory: 64,
-          settings: { maxHeaderListSize: limits.maxHeaderSize, enablePush: false },
-          maxHeaderListPairs: limits.maxHeaderCount + 4,
+          // Hard caps at twice the limits: beyond them nghttp2 resets the stream (ENHANCE_YOUR_CALM);
+          // between, accept() answers 431 problem+json from the live limits. The 4 are the pseudo-headers.
+          settings: { maxHeaderListSize: 2 * limits.maxHeaderSize, enablePush: false },
+          maxHeaderListPairs: 2 * limits.maxHeaderCount + 4,
         },
         onRequest as never,
       )
+      // Node re-emits TLS handshake failures as clientError on HTTP/2 servers; there is no HTTP to answer yet.
+      h2.removeAllListeners('tlsClientError')
       h2.on('session', (session: Http2Session) => {
         sessions.add(session)
         session.once('close', () => sessions.delete(session))
+        closeWhenIdle(session, () => resolve().listener.limits.keepAliveTimeoutMs)
       })
       server = h2
     } else {
-      server = createHttpsServer({ ...tlsOptions, maxHeaderSize: limits.maxHeaderSize }, onRequest)
+      server = createHttpsServer({ ...tlsOptions, ...http1Options }, onRequest)
     }
   }
   applyLimits(server, listener)
 
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => answerClientError(error, socket))
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) =>
+    answerClientError(error, socket, resolve().runtime.config.global.requestIdHeader),
+  )
   server.on('tlsClientError', (_error: Error, socket: TLSSocket) => socket.destroy())
-  // Expect: 100-continue (RFC 9110 §10.1.1): refuse a body we would refuse anyway before the client sends it.
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    const { runtime: rt, listener: l } = resolve()
-    const length = Number(req.headers['content-length'] ?? 0)
-    if (length <= l.limits.maxBodySize) res.writeContinue()
-    handleRequest(rt, l, req, res)
-  })
+  // Expect: 100-continue (RFC 9110 §10.1.1): the request goes through the phases like any other, and
+  // `100 Continue` is sent only when the body is about to be forwarded (handle.ts requestBody). A request
+  // refused before that (too large, no route, 401...) gets its final status and the body is never sent.
+  server.on('checkContinue', onRequest)
+  // Any other expectation: accept() answers 417 as problem+json (Node's default is a bare 417).
+  server.on('checkExpectation', onRequest)
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const { runtime: rt, listener: l } = resolve()
     proxyUpgrade(rt, l, req, socket, head)
@@ -149,21 +172,66 @@ export async function startListener(
 export function applyLimits(server: AnyServer, listener: CompiledListener): void {
   const limits = listener.limits
   const s = server as Server
+  // Node checks both timeouts every connectionsCheckingInterval, fixed at creation (checkingInterval()).
   s.headersTimeout = limits.headersTimeoutMs
   s.requestTimeout = limits.requestTimeoutMs
   s.keepAliveTimeout = limits.keepAliveTimeoutMs
   // One more than allowed, so the request handler sees the excess and answers 431 instead of Node dropping fields.
   s.maxHeadersCount = limits.maxHeaderCount + 1
+  // Beyond it Node closes new connections as they arrive (net.Server 'drop'), before any TLS or HTTP.
   s.maxConnections = limits.maxConnections
   if (listener.config.tls) {
-    const first =
-      listener.config.tls.certificates.find((c) => c.default) ?? listener.config.tls.certificates[0]
+    const first = defaultCertificate(listener.config)
     ;(server as Http2SecureServer).setSecureContext({
       cert: first.certPem,
       key: first.keyPem,
       minVersion: listener.config.tls.minVersion,
     })
   }
+}
+
+/** The certificate for clients that send no SNI: the one marked default, else the first. */
+function defaultCertificate(config: ListenerConfig): CertificateConfig {
+  const certificates = config.tls!.certificates
+  return certificates.find((c) => c.default) ?? certificates[0]
+}
+
+/**
+ * How often Node sweeps connections for headersTimeout / requestTimeout.
+ * Node's default is 30 s, which would let a slowloris client hold a
+ * connection 30 s past a 10 s headersTimeout; sweeping at half the shortest
+ * timeout (at most every second) keeps the overshoot small. The interval is
+ * fixed when the server is created; a reload that shortens a timeout still
+ * acts within a second of it.
+ */
+function checkingInterval(limits: LimitsConfig): number {
+  const timeouts = [limits.headersTimeoutMs, limits.requestTimeoutMs].filter((ms) => ms > 0)
+  if (timeouts.length === 0) return 1000
+  return Math.min(1000, Math.max(50, Math.floor(Math.min(...timeouts) / 2)))
+}
+
+/**
+ * keepAliveTimeout for HTTP/2: a session with no open stream for that long is
+ * closed with GOAWAY (RFC 9113 §6.8), as an idle HTTP/1.1 keep-alive connection
+ * would be. Node's own session timeout counts frames, not streams, so it would
+ * also cut a stream that waits quietly on a slow upstream.
+ */
+function closeWhenIdle(session: Http2Session, idleMs: () => number): void {
+  let open = 0
+  let timer: NodeJS.Timeout | undefined
+  const arm = () => {
+    const ms = idleMs()
+    if (ms > 0) timer = setTimeout(() => session.close(), ms).unref()
+  }
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    open++
+    clearTimeout(timer)
+    stream.once('close', () => {
+      if (--open === 0 && !session.closed) arm()
+    })
+  })
+  session.once('close', () => clearTimeout(timer))
+  arm()
 }
 
 /** For an upgrade request refused before it reaches a target: answer on the raw socket. */

@@ -1,5 +1,5 @@
 /** Address lists (single addresses or CIDR ranges) over node:net's BlockList. */
-import { BlockList, isIPv4 } from 'node:net'
+import { BlockList, isIP, isIPv4 } from 'node:net'
 
 export interface IpMatcher {
   readonly empty: boolean
@@ -22,6 +22,14 @@ export function createIpMatcher(entries: readonly string[]): IpMatcher {
       return list.check(plain, isIPv4(plain) ? 'ipv4' : 'ipv6')
     },
   }
+}
+
+/** `10.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`: what createIpMatcher takes. */
+export function isIpOrCidr(text: string): boolean {
+  const [address, bits, extra] = text.split('/')
+  const family = isIP(address)
+  if (family === 0 || extra !== undefined) return false
+  return bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128))
 }
 
 /** `::ffff:10.0.0.1` (an IPv4 peer on a dual-stack socket) -> `10.0.0.1`. */

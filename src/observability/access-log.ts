@@ -1,55 +1,115 @@
 /**
- * One JSON line per request (pino): time, request id, method, host, path,
- * route, status, bytes, duration, upstream target and upstream time.
- * Buffered, asynchronous writes; flushed on close.
+ * One JSON line per request: time (when it arrived), request id, method,
+ * host, path, route, status, bytes, duration, client, upstream target and
+ * upstream time. Written through pino's destination (sonic-boom): writes are
+ * asynchronous and coalesce while one is in flight, so a busy gateway makes
+ * few syscalls and a quiet one still writes each line at once. Flushed and
+ * closed by close(), which a retiring snapshot (or stop) awaits.
  */
-import pino, { type Logger } from 'pino'
+import { mkdirSync, openSync } from 'node:fs'
+import { dirname } from 'node:path'
+import type { Logger } from 'pino'
+import pino from 'pino'
 import type { AccessLogConfig } from '../config/types.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 
 export interface AccessLog {
+  /** Two snapshots with the same key share one access log (a reload does not reopen the file). */
   readonly key: string
   write(ctx: RequestContext): void
+  /** Writes what is buffered, then closes (the file; stdout and stderr stay open). */
   close(): Promise<void>
 }
 
-export function createAccessLog(config: AccessLogConfig): AccessLog {
+/** The shape of one line; docs/observability and tests read these names. */
+export interface AccessLogLine {
+  time: string
+  reqId: string
+  method: string
+  host: string
+  path: string
+  route: string | null
+  status: number
+  bytes: number
+  durationMs: number
+  client: string
+  upstream: string | null
+  upstreamMs: number | null
+  /** Only when Gatehouse answered with a problem. */
+  error?: string
+  /** Only when the response did not complete: the client went away or the connection was cut. */
+  aborted?: true
+}
+
+/**
+ * Opens the destination now, so a file that cannot be opened fails the load
+ * (or the reload) instead of every request later.
+ */
+export function createAccessLog(config: AccessLogConfig, logger: Logger): AccessLog {
   const key = JSON.stringify(config)
   if (config.to === 'off') return { key, write() {}, close: async () => {} }
-  const destination = pino.destination({
-    dest: config.to === 'file' ? config.file : config.to === 'stdout' ? 1 : 2,
-    sync: false,
-    mkdir: true,
-    minLength: 4096,
+  let fd: number
+  if (config.to === 'file') {
+    try {
+      mkdirSync(dirname(config.file), { recursive: true })
+      fd = openSync(config.file, 'a')
+    } catch (error) {
+      throw new Error(`cannot open the access log ${config.file}: ${(error as Error).message}`, {
+        cause: error,
+      })
+    }
+  } else fd = config.to === 'stdout' ? 1 : 2
+  const destination = pino.destination({ dest: fd, sync: false })
+  let failed = false
+  destination.on('error', (error: Error) => {
+    // A full disk must not take the gateway down; say it once, not per line.
+    if (failed) return
+    failed = true
+    logger.error(
+      { err: error, accessLog: config },
+      'writing the access log failed; later failures are not reported',
+    )
   })
-  const logger: Logger = pino(
-    { base: null, messageKey: 'msg', timestamp: pino.stdTimeFunctions.isoTime },
-    destination,
-  )
+  const closed = new Promise<void>((resolve) => destination.once('close', () => resolve()))
+  let closing = false
   return {
     key,
     write(ctx) {
-      logger.info({
-        reqId: ctx.requestId,
-        method: ctx.method,
-        host: ctx.host,
-        path: ctx.path,
-        route: ctx.route?.name ?? null,
-        status: ctx.status,
-        bytes: ctx.bytesOut,
-        durationMs: Math.round((performance.now() - ctx.startTime) * 100) / 100,
-        client: ctx.clientIp,
-        upstream: ctx.target?.origin ?? null,
-        upstreamMs: ctx.upstreamTimeMs < 0 ? null : Math.round(ctx.upstreamTimeMs * 100) / 100,
-        ...(ctx.error ? { error: ctx.error.code } : {}),
-      })
+      // After close (a request of an older snapshot sharing this log, cut at
+      // stop) the line is dropped: sonic-boom throws on a write after end.
+      if (!closing) destination.write(`${JSON.stringify(accessLogLine(ctx))}\n`)
     },
-    close: () =>
-      new Promise((resolve) => {
-        destination.flush(() => {
-          destination.end()
-          resolve()
-        })
-      }),
+    close() {
+      if (!closing) {
+        closing = true
+        destination.end()
+      }
+      return closed
+    },
   }
+}
+
+export function accessLogLine(ctx: RequestContext): AccessLogLine {
+  const durationMs = performance.now() - ctx.startTime
+  const line: AccessLogLine = {
+    time: new Date(performance.timeOrigin + ctx.startTime).toISOString(),
+    reqId: ctx.requestId,
+    method: ctx.method,
+    host: ctx.host,
+    path: ctx.path,
+    route: ctx.route?.name ?? null,
+    status: ctx.status,
+    bytes: ctx.bytesOut,
+    durationMs: round(durationMs),
+    client: ctx.clientIp,
+    upstream: ctx.target?.origin ?? null,
+    upstreamMs: ctx.upstreamTimeMs < 0 ? null : round(ctx.upstreamTimeMs),
+  }
+  if (ctx.error !== null) line.error = ctx.error.code
+  if (!ctx.res.writableFinished) line.aborted = true
+  return line
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100
 }

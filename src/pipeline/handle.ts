@@ -13,8 +13,9 @@ import { forward } from '../proxy/forward.ts'
 import type { CompiledListener, CompiledRoute, PhaseChains, Runtime } from '../runtime/runtime.ts'
 import { type ClientRequest, type ClientResponse, RequestContext } from './context.ts'
 import { REQUEST_PHASES } from './phases.ts'
+import type { ResponseHead } from './plugin.ts'
 import { sendError, sendLocal, sendProblem } from './reply.ts'
-import { clientIpFrom, hostOnly, normalizePath, requestIdFrom } from './request-facts.ts'
+import { clientIpFrom, hostOnly, normalizePath, requestIdFrom, splitTarget } from './request-facts.ts'
 
 export type Terminal = (ctx: RequestContext) => void
 
@@ -36,12 +37,12 @@ export function handleRequest(
     if (pending === undefined) {
       if (!ctx.replied) terminal(ctx)
     } else {
-      pending.then(
-        () => {
+      // One catch for the phases and the terminal: a throw after an async plugin is a reply, never an unhandled rejection.
+      pending
+        .then(() => {
           if (!ctx.replied) terminal(ctx)
-        },
-        (error) => sendError(ctx, error),
-      )
+        })
+        .catch((error: unknown) => sendError(ctx, error))
     }
   } catch (error) {
     sendError(ctx, error)
@@ -54,9 +55,7 @@ export function createContext(
   req: ClientRequest,
   res: ClientResponse,
 ): RequestContext {
-  const url = req.url ?? '/'
-  const queryAt = url.indexOf('?')
-  const rawPath = queryAt === -1 ? url : url.slice(0, queryAt)
+  const target = splitTarget(req.url ?? '/')
   const peerIp = unmapIpv4(req.socket?.remoteAddress ?? '')
   const headers = req.headers
   return new RequestContext({
@@ -66,51 +65,142 @@ export function createContext(
     listener,
     requestId: requestIdFrom(headers[runtime.config.global.requestIdHeader]),
     method: req.method ?? 'GET',
-    host: hostOnly(headers.host ?? (headers[':authority'] as string | undefined)),
-    path: rawPath.startsWith('/') ? normalizePath(rawPath) : rawPath,
-    query: queryAt === -1 ? '' : url.slice(queryAt + 1),
+    host: hostOnly(target.authority ?? headers.host ?? (headers[':authority'] as string | undefined)),
+    path: target.path.startsWith('/') ? normalizePath(target.path) : target.path,
+    query: target.query,
     peerIp,
     clientIp: clientIpFrom(peerIp, headers['x-forwarded-for'], runtime.trustedProxies),
     secure: listener.config.tls !== null,
   })
 }
 
-/** Listener-level checks: redirect to HTTPS, URL length, header count, body size, request target form. */
+/**
+ * Listener-level checks on the request head, before routing: size limits,
+ * what RFC 9112 refuses but Node's parser lets through, expectations, and
+ * the redirect to HTTPS. Framing errors (Content-Length with
+ * Transfer-Encoding, bad chunked, obs-fold, bare LF) never get here: llhttp
+ * refuses them and listeners/client-error.ts answers 400.
+ */
 function accept(ctx: RequestContext): boolean {
   const { limits, config } = ctx.listener
   const req = ctx.req
-  if (config.redirectToHttps !== null) {
-    const port = config.redirectToHttps.port === 443 ? '' : `:${config.redirectToHttps.port}`
-    const location = `https://${ctx.host}${port}${req.url ?? '/'}`
-    sendLocal(ctx, config.redirectToHttps.status, { location }, '')
-    return false
-  }
-  if ((req.url ?? '').length > limits.maxUrlLength) {
-    sendProblem(
-      ctx,
-      new GatehouseError('GH_URI_TOO_LONG', `The request target is longer than ${limits.maxUrlLength} bytes`),
+  const url = req.url ?? '/'
+  if (url.length > limits.maxUrlLength) {
+    const error = new GatehouseError(
+      'GH_URI_TOO_LONG',
+      `The request target is longer than ${limits.maxUrlLength} bytes`,
     )
-    return false
+    return refuse(ctx, error)
   }
-  if (req.rawHeaders.length / 2 > limits.maxHeaderCount) {
+  if (headerCount(req) > limits.maxHeaderCount) {
     const error = new GatehouseError(
       'GH_HEADERS_TOO_LARGE',
       `More than ${limits.maxHeaderCount} header fields`,
     )
-    sendProblem(ctx, error, { connection: 'close' })
-    return false
+    return refuse(ctx, error)
+  }
+  // llhttp bounds an HTTP/1 head by maxHeaderSize; nghttp2 only advertises it (SETTINGS_MAX_HEADER_LIST_SIZE).
+  if (req.httpVersionMajor === 2 && headerListSize(req) > limits.maxHeaderSize) {
+    const error = new GatehouseError(
+      'GH_HEADERS_TOO_LARGE',
+      `The header fields exceed ${limits.maxHeaderSize} bytes`,
+    )
+    return refuse(ctx, error)
+  }
+  if (req.httpVersionMajor === 1) {
+    const problem = http1FramingProblem(req as IncomingMessage)
+    // After a framing doubt nothing else on the connection can be trusted (RFC 9112 §11.2): close.
+    if (problem !== null) return refuse(ctx, new GatehouseError('GH_BAD_REQUEST', problem), true)
+  }
+  const expect = req.headers.expect
+  if (expect !== undefined && !CONTINUE.test(expect)) {
+    // RFC 9110 §10.1.1: an expectation the server cannot meet gets 417.
+    const error = new GatehouseError('GH_EXPECTATION_FAILED', 'Only "Expect: 100-continue" is supported')
+    return refuse(ctx, error)
   }
   if (!ctx.path.startsWith('/')) {
-    sendProblem(
-      ctx,
-      new GatehouseError('GH_BAD_REQUEST', 'The request target must be a path (origin-form)'),
-      {
-        connection: 'close',
-      },
-    )
+    const error = new GatehouseError('GH_BAD_REQUEST', 'The request target must be a path (origin-form)')
+    return refuse(ctx, error, true)
+  }
+  if (config.redirectToHttps !== null) {
+    // An HTTP/1.0 request may come without Host; there is then no name to send the client to.
+    if (ctx.host === '') return refuse(ctx, new GatehouseError('GH_BAD_REQUEST', 'A Host header is needed'))
+    const port = config.redirectToHttps.port === 443 ? '' : `:${config.redirectToHttps.port}`
+    // Same host and request target, only the scheme (and port) change; the
+    // body is not read. 308 by default keeps the method and body (RFC 9110 §15.4.9).
+    const location = `https://${ctx.host}${port}${url}`
+    sendLocal(ctx, config.redirectToHttps.status, closeIfBodyUnread(ctx, { location }), '')
     return false
   }
   return true
+}
+
+/** Node's own test for a 100-continue expectation (node:_http_server). */
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i
+
+/** RFC 9110 §7.2 / RFC 3986 §3.2.2: a reg-name or IP-literal, then an optional port. */
+const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/
+
+/** Header fields the client sent; HTTP/2 pseudo-headers (`:path`...) are not counted. */
+function headerCount(req: ClientRequest): number {
+  const raw = req.rawHeaders
+  if (req.httpVersionMajor !== 2) return raw.length / 2
+  let count = 0
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].charCodeAt(0) !== 58 /* ':' */) count++
+  return count
+}
+
+/** RFC 9113 §6.5.2: the uncompressed size of every name and value, plus 32 octets per field. */
+function headerListSize(req: ClientRequest): number {
+  const raw = req.rawHeaders
+  let size = 0
+  for (let i = 0; i < raw.length; i += 2) size += raw[i].length + raw[i + 1].length + 32
+  return size
+}
+
+/**
+ * What HTTP/1.x forbids and llhttp (strict mode) still passes; null when the
+ * head is sound. Everything here is answered 400 with the connection closed.
+ */
+function http1FramingProblem(req: IncomingMessage): string | null {
+  let hosts = 0
+  let host = ''
+  const raw = req.rawHeaders
+  for (let i = 0; i < raw.length; i += 2)
+    if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') {
+      hosts++
+      host = raw[i + 1]
+    }
+  // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, with more than
+  // one, or with an invalid value (two hosts let routing and the target disagree).
+  if (hosts === 0 && req.httpVersionMinor >= 1) return 'An HTTP/1.1 request needs a Host header'
+  if (hosts > 1) return 'More than one Host header'
+  if (hosts === 1 && !HOST_VALUE.test(host)) return 'The Host header is not a valid host[:port]'
+  // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means the framing
+  // is faulty (a 1.0 hop would read the body differently): refuse, then close.
+  if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined)
+    return 'Transfer-Encoding is not allowed in an HTTP/1.0 request'
+  return null
+}
+
+function refuse(ctx: RequestContext, error: GatehouseError, close = false): false {
+  sendProblem(ctx, error, close ? { connection: 'close' } : closeIfBodyUnread(ctx, {}))
+  return false
+}
+
+/**
+ * A reply sent before the request body was read closes an HTTP/1.1
+ * connection (RFC 9112 §9.6): reading a body we refused only to keep the
+ * connection would let the client make us read it anyway. reply.ts drops the
+ * field on HTTP/2, where the stream ends with the response.
+ */
+function closeIfBodyUnread(ctx: RequestContext, headers: ResponseHead['headers']): ResponseHead['headers'] {
+  const headersIn = ctx.req.headers
+  const hasBody =
+    headersIn['transfer-encoding'] !== undefined ||
+    (headersIn['content-length'] !== undefined && headersIn['content-length'] !== '0')
+  if (hasBody && ctx.req.httpVersionMajor === 1) headers.connection = 'close'
+  return headers
 }
 
 function route(ctx: RequestContext): boolean {
@@ -145,21 +235,21 @@ function route(ctx: RequestContext): boolean {
       )
   }
   if (pending === undefined) reply()
-  else pending.then(reply, (error) => sendError(ctx, error))
+  else pending.then(reply).catch((error: unknown) => sendError(ctx, error))
   return false
 }
 
+/**
+ * A body announced bigger than the route's limit (else the listener's) is
+ * refused from its Content-Length, before a byte of it is read or a
+ * `100 Continue` is sent. Bodies without a length are counted as they stream (limitBody).
+ */
 function checkBodySize(ctx: RequestContext, route: CompiledRoute): boolean {
   const max = route.maxBodySize ?? ctx.listener.limits.maxBodySize
   const length = ctx.req.headers['content-length']
   if (length !== undefined && Number(length) > max) {
-    sendProblem(
-      ctx,
-      new GatehouseError('GH_PAYLOAD_TOO_LARGE', `The request body is larger than ${max} bytes`),
-      {
-        connection: 'close',
-      },
-    )
+    const error = new GatehouseError('GH_PAYLOAD_TOO_LARGE', `The request body is larger than ${max} bytes`)
+    sendProblem(ctx, error, closeIfBodyUnread(ctx, {}))
     return false
   }
   return true
@@ -198,16 +288,24 @@ export function handle(ctx: RequestContext): void {
       return
     }
     case 'redirect': {
-      const location = fillTemplate(terminal.to, ctx, route)
+      // The query goes along unless the target names its own (nginx `rewrite ... redirect`, Envoy's default).
+      const to = fillTemplate(terminal.to, ctx, route)
+      const location = ctx.query === '' || to.includes('?') ? to : `${to}?${ctx.query}`
       sendLocal(ctx, terminal.status, { location }, '')
       return
     }
-    case 'respond':
-      sendLocal(ctx, terminal.status, { ...terminal.headers }, terminal.body)
+    case 'respond': {
+      const headers: Record<string, string> = { ...terminal.headers }
+      // A JSON body already has application/json (normalize.ts); a text one gets text/plain.
+      if (terminal.body !== '' && headers['content-type'] === undefined)
+        headers['content-type'] = 'text/plain; charset=utf-8'
+      sendLocal(ctx, terminal.status, headers, terminal.body)
       return
+    }
   }
 }
 
+/** The path and query for the target: the normalized path, rewritten by the route, and the query as it came. */
 export function setUpstreamPath(ctx: RequestContext): void {
   const route = ctx.route!
   const path =
@@ -215,33 +313,56 @@ export function setUpstreamPath(ctx: RequestContext): void {
   ctx.upstreamPath = ctx.query === '' ? path : `${path}?${ctx.query}`
 }
 
-/** `:name` from params, `$1` from a regex route's groups. */
+/**
+ * `:name` from params, `$1` / `$<name>` from a regex route's groups, in one
+ * pass so a value taken from the path is never expanded again.
+ */
 function fillTemplate(template: string, ctx: RequestContext, route: CompiledRoute): string {
-  let out = template.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (whole, name: string) => ctx.params[name] ?? whole)
-  if (route.path.kind === 'regex' && out.includes('$')) {
-    const match = route.path.regex.exec(ctx.path)
-    if (match) out = out.replace(/\$(\d)/g, (_, n: string) => match[Number(n)] ?? '')
-  }
-  return out
+  const groups =
+    route.path.kind === 'regex' && template.includes('$') ? route.path.regex.exec(ctx.path) : null
+  return template.replace(
+    /:([A-Za-z_][A-Za-z0-9_]*)|\$(\d+)|\$<([A-Za-z_][A-Za-z0-9_]*)>/g,
+    (whole, param: string | undefined, n: string | undefined, named: string | undefined) => {
+      if (param !== undefined) return ctx.params[param] ?? whole
+      if (groups === null) return whole
+      if (n !== undefined) return Number(n) < groups.length ? (groups[Number(n)] ?? '') : whole
+      return groups.groups?.[named!] ?? whole
+    },
+  )
 }
 
 /**
  * The body to send upstream: none for requests without one, the client stream
- * itself when Content-Length bounds it (llhttp enforces the length), and a
- * counting iterator for chunked bodies so the size limit holds (413).
+ * itself when Content-Length bounds it (llhttp and nghttp2 hold the body to
+ * it, and checkBodySize checked it), and a counting iterator otherwise
+ * (chunked HTTP/1.1, HTTP/2 DATA without a length) so the size limit holds
+ * while streaming (413). A client waiting on `Expect: 100-continue` is told
+ * to send the body now, and only now.
  */
 function requestBody(ctx: RequestContext, route: CompiledRoute): Dispatcher.DispatchOptions['body'] {
-  const headers = ctx.req.headers
+  const req = ctx.req
+  const headers = req.headers
   const length = headers['content-length']
-  if (length !== undefined) return length === '0' ? null : (ctx.req as IncomingMessage)
-  if (ctx.req.httpVersionMajor === 2) {
+  let body: Dispatcher.DispatchOptions['body']
+  if (length !== undefined) body = length === '0' ? null : (req as IncomingMessage)
+  else if (req.httpVersionMajor === 2 && (req as Http2ServerRequest).stream.endAfterHeaders)
     // END_STREAM on the HEADERS frame: the request has no body (RFC 9113 §8.1).
-    if ((ctx.req as Http2ServerRequest).stream.endAfterHeaders) return null
-  } else if (headers['transfer-encoding'] === undefined) return null
-  const max = route.maxBodySize ?? ctx.listener.limits.maxBodySize
-  return limitBody(ctx.req, max) as unknown as Dispatcher.DispatchOptions['body']
+    body = null
+  else if (req.httpVersionMajor === 1 && headers['transfer-encoding'] === undefined)
+    // RFC 9112 §6.3: neither Transfer-Encoding nor Content-Length: the body is empty.
+    body = null
+  else {
+    const max = route.maxBodySize ?? ctx.listener.limits.maxBodySize
+    body = limitBody(req, max) as unknown as Dispatcher.DispatchOptions['body']
+  }
+  // RFC 9110 §10.1.1: a server that will read the body sends 100 first; an HTTP/1.0 expectation is ignored.
+  if (body !== null && headers.expect !== undefined && CONTINUE.test(headers.expect)) {
+    if (req.httpVersionMajor === 2 || req.httpVersionMinor >= 1) ctx.res.writeContinue()
+  }
+  return body
 }
 
+/** Passes the body through, failing with 413 as soon as it has grown past `max` bytes. */
 async function* limitBody(body: AsyncIterable<Buffer>, max: number): AsyncGenerator<Buffer> {
   let total = 0
   for await (const chunk of body) {
@@ -256,8 +377,10 @@ async function* limitBody(body: AsyncIterable<Buffer>, max: number): AsyncGenera
 function complete(ctx: RequestContext): void {
   const runtime = ctx.runtime
   runtime.inflight--
-  if (ctx.status === 0) ctx.status = (ctx.res as ServerResponse).statusCode ?? 0
-  const chain = ctx.route?.chains.onComplete ?? runtime.globalChains.onComplete
+  // A client that left before any response was sent has no status (0), not the default 200.
+  if (ctx.status === 0 && ctx.res.headersSent) ctx.status = (ctx.res as ServerResponse).statusCode ?? 0
+  // A route's chains hold the global plugins already; a null chain there means none, not "use global".
+  const chain = ctx.route === null ? runtime.globalChains.onComplete : ctx.route.chains.onComplete
   if (chain !== null)
     for (const handler of chain) {
       try {

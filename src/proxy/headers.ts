@@ -19,7 +19,11 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ])
 
-/** Rebuilt by Gatehouse on the way up. `expect` is answered here (100-continue), not forwarded. */
+/**
+ * Set by Gatehouse on the way up (Host, X-Forwarded-*, Forwarded); incoming
+ * values are believed only from a trusted proxy, and then extended. `expect`
+ * is answered here (100-continue), not forwarded.
+ */
 const REBUILT = new Set([
   'host',
   'x-forwarded-for',
@@ -28,6 +32,13 @@ const REBUILT = new Set([
   'forwarded',
   'expect',
 ])
+
+/**
+ * Other "what the edge saw" fields that frameworks read (Spring, Express's
+ * trust proxy, nginx realip): passed on from trusted proxies, dropped from
+ * anyone else so a client cannot claim another address, port or prefix.
+ */
+const FROM_TRUSTED_ONLY = new Set(['x-real-ip', 'x-forwarded-port', 'x-forwarded-prefix'])
 
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null
@@ -51,10 +62,17 @@ export function upstreamRequestHeaders(ctx: RequestContext, hostHeader: string):
   let xfProto: string | undefined
   let xfHost: string | undefined
   let forwarded: string | undefined
+  let cookie: string | undefined
+  const h2 = ctx.req.httpVersionMajor === 2
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]
     const lower = name.toLowerCase()
     if (lower.charCodeAt(0) === 58 /* ':' HTTP/2 pseudo-header */) continue
+    if (h2 && lower === 'cookie') {
+      // RFC 9113 §8.2.3: HTTP/2 may split Cookie into crumbs; HTTP/1.1 gets them as one field.
+      cookie = cookie === undefined ? raw[i + 1] : `${cookie}; ${raw[i + 1]}`
+      continue
+    }
     if (HOP_BY_HOP.has(lower) || lower === requestIdHeader || named?.has(lower)) continue
     if (REBUILT.has(lower)) {
       if (trusted) {
@@ -66,12 +84,13 @@ export function upstreamRequestHeaders(ctx: RequestContext, hostHeader: string):
       }
       continue
     }
+    if (!trusted && FROM_TRUSTED_ONLY.has(lower)) continue
     out.push(name, raw[i + 1])
   }
+  if (cookie !== undefined) out.push('cookie', cookie)
   const proto = ctx.secure ? 'https' : 'http'
   const originalHost = ctx.req.headers.host ?? (ctx.req.headers[':authority'] as string | undefined) ?? ''
-  const forNode = ctx.peerIp.includes(':') ? `"[${ctx.peerIp}]"` : ctx.peerIp
-  const hop = `for=${forNode};proto=${proto}${originalHost ? `;host="${originalHost}"` : ''}`
+  const hop = forwardedElement(ctx.peerIp, proto, originalHost)
   out.push(
     'host',
     hostHeader,
@@ -87,6 +106,18 @@ export function upstreamRequestHeaders(ctx: RequestContext, hostHeader: string):
     ctx.requestId,
   )
   return out
+}
+
+/**
+ * One Forwarded element (RFC 7239 §4): `for=192.0.2.1;proto=http;host="a:8080"`.
+ * An IPv6 node is `"[2001:db8::1]"` (§6); a missing peer is `unknown` (§6.2).
+ * host is always a quoted-string, escaped (RFC 9110 §5.6.4), so a Host value
+ * cannot add parameters of its own.
+ */
+export function forwardedElement(peerIp: string, proto: string, host: string): string {
+  const node = peerIp === '' ? 'unknown' : peerIp.includes(':') ? `"[${peerIp}]"` : peerIp
+  const quotedHost = host === '' ? '' : `;host="${host.replace(/["\\]/g, '\\$&')}"`
+  return `for=${node};proto=${proto}${quotedHost}`
 }
 
 /** Cleans a target's response headers in place (undici's object, lower-case names). */

@@ -1,11 +1,25 @@
-/** undici and socket errors -> the problem the client gets (502 refused/reset/bad, 504 slow). */
+/**
+ * undici and socket errors -> the problem the client gets: 502 when the
+ * target refused, reset, failed TLS or answered something that is not HTTP;
+ * 504 when it was too slow (RFC 9110 §15.6.3, §15.6.5).
+ */
+import { errors } from 'undici'
 import { GatehouseError } from '../errors.ts'
 
+/** Node's TLS errors and OpenSSL's verification results (X509_V_ERR_* names, e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE). */
+const TLS_FAILURE = /^ERR_(TLS|SSL|OSSL)_|CERT|SELF_SIGNED|^UNABLE_TO_|^HOSTNAME_MISMATCH$/
+
 export function upstreamError(error: unknown, origin: string): GatehouseError {
-  const code = (error as { code?: string }).code ?? ''
+  if (error instanceof GatehouseError) return error
   const cause = { cause: error }
-  switch (code) {
+  // undici leaves `code` unset on most llhttp errors, so the class is what tells them apart.
+  if (error instanceof errors.HTTPParserError)
+    return new GatehouseError('GH_UPSTREAM_BAD_RESPONSE', `${origin} sent a malformed response`, cause)
+  const code = (error as { code?: unknown } | null)?.code
+  const name = typeof code === 'string' ? code : ''
+  switch (name) {
     case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'ETIMEDOUT':
       return new GatehouseError('GH_UPSTREAM_TIMEOUT', `Connecting to ${origin} timed out`, cause)
     case 'UND_ERR_HEADERS_TIMEOUT':
       return new GatehouseError('GH_UPSTREAM_TIMEOUT', `${origin} did not send a response in time`, cause)
@@ -13,24 +27,32 @@ export function upstreamError(error: unknown, origin: string): GatehouseError {
       return new GatehouseError('GH_UPSTREAM_TIMEOUT', `${origin} stopped sending the response body`, cause)
     case 'ECONNREFUSED':
       return new GatehouseError('GH_UPSTREAM_UNREACHABLE', `${origin} refused the connection`, cause)
+    case 'UND_ERR_SOCKET':
+      // undici's SocketError for a 100 Continue nobody asked for, or a 101 to a plain request.
+      if ((error as Error).message === 'bad response' || (error as Error).message === 'bad upgrade')
+        return new GatehouseError('GH_UPSTREAM_BAD_RESPONSE', `${origin} sent an unexpected response`, cause)
+      return new GatehouseError('GH_UPSTREAM_UNREACHABLE', `${origin} closed the connection`, cause)
     case 'ECONNRESET':
     case 'EPIPE':
-    case 'UND_ERR_SOCKET':
     case 'UND_ERR_CLOSED':
       return new GatehouseError('GH_UPSTREAM_UNREACHABLE', `${origin} closed the connection`, cause)
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
-      return new GatehouseError('GH_UPSTREAM_UNREACHABLE', `${origin} cannot be reached (${code})`, cause)
+      return new GatehouseError('GH_UPSTREAM_UNREACHABLE', `${origin} cannot be reached (${name})`, cause)
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+    case 'UND_ERR_INFO':
+    case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
+      return new GatehouseError('GH_UPSTREAM_BAD_RESPONSE', `${origin} sent a malformed response`, cause)
   }
-  if (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO')
+  if (name.startsWith('HPE_'))
     return new GatehouseError('GH_UPSTREAM_BAD_RESPONSE', `${origin} sent a malformed response`, cause)
-  if (code.startsWith('ERR_TLS') || code.includes('CERT') || code === 'DEPTH_ZERO_SELF_SIGNED_CERT')
-    return new GatehouseError('GH_UPSTREAM_UNREACHABLE', `TLS to ${origin} failed (${code})`, cause)
+  if (TLS_FAILURE.test(name))
+    return new GatehouseError('GH_UPSTREAM_UNREACHABLE', `TLS to ${origin} failed (${name})`, cause)
   return new GatehouseError(
     'GH_UPSTREAM_UNREACHABLE',
-    `Request to ${origin} failed (${code || 'unknown error'})`,
+    `Request to ${origin} failed (${name || 'unknown error'})`,
     cause,
   )
 }

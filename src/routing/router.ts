@@ -1,24 +1,39 @@
 /**
  * Request facts -> the route that takes the request, or why none does. Pure.
  *
- * Precedence (docs/routing.md), most specific first, then file order:
- *   1. host: exact name, then wildcard (longer suffix first), then any host
+ * Precedence (docs/routing.md), most specific first; the first route in this
+ * order whose every condition holds wins:
+ *   1. host: an exact name, then a wildcard `*.example.com` (longer suffix
+ *      first), then routes without host. A route with several hosts ranks by
+ *      the host that matched the request.
  *   2. path kind: exact without params, exact with params, regex, prefix
- *      (regex before prefix as in nginx)
- *   3. longer path pattern (more segments, then more characters)
- *   4. more conditions (methods, headers, query)
- *   5. file order
- * find-my-way is the index: each of its nodes holds, in that order, every
- * route that could match a URL reaching the node, and the first whose full
- * matcher passes wins. A path that reaches no node can only match regex routes.
+ *      (regex before prefix, as in nginx).
+ *   3. longer path pattern: more segments; then, from the left, the first
+ *      segment where one pattern has a literal and the other a param goes to
+ *      the literal (`/users/me` before `/users/:id`); then more characters.
+ *   4. more conditions (methods counts one, each header and query one).
+ *   5. file order.
+ * A more specific route whose other conditions fail does not stop the search:
+ * the request falls through to the next route in this order.
+ *
+ * 405 when some route would take the request but for its method (Allow lists
+ * the union of their methods); 404 otherwise. A route taking GET takes HEAD
+ * (RFC 9110 §9.3.2: HEAD is GET without the body).
+ *
+ * find-my-way is only the index. Each of its nodes holds, in precedence
+ * order, every route that could match a path reaching the node (couldMatch);
+ * the first whose full matcher passes wins. A path that reaches no node can
+ * only match regex routes. So the index never changes the answer of a linear
+ * scan in precedence order, it only skips routes that cannot match.
  */
 import FindMyWay from 'find-my-way'
-import { type CompiledPath, couldMatch, indexKeys } from './path-pattern.ts'
+import { type CompiledPath, couldMatch, indexKeys, indexLookupPath, parseIndexKey } from './path-pattern.ts'
 
 export interface RouteFacts {
   method: string
   /** Lower-case, without port. */
   host: string
+  /** Normalized (request-facts.ts normalizePath), without the query. */
   path: string
   headers: Record<string, string | string[] | undefined>
   /** Raw query string without `?`, or ''. */
@@ -29,11 +44,19 @@ export type ValueMatcher = (value: string | undefined) => boolean
 
 export interface MatchableRoute {
   readonly index: number
+  /** Lower-case exact names or `*.suffix`; null: any host. */
   readonly hosts: readonly string[] | null
   readonly path: CompiledPath
   readonly methods: ReadonlySet<string> | null
+  /** Lower-case header names. */
   readonly headers: readonly (readonly [string, ValueMatcher])[]
   readonly query: readonly (readonly [string, ValueMatcher])[]
+}
+
+/** A route under one of its host patterns (null: any host); the unit precedence orders. */
+export interface RouteEntry<R extends MatchableRoute = MatchableRoute> {
+  readonly route: R
+  readonly host: string | null
 }
 
 export type RouteResult<R> =
@@ -46,26 +69,34 @@ export class Router<R extends MatchableRoute> {
     ignoreTrailingSlash: false,
     ignoreDuplicateSlashes: false,
     caseSensitive: true,
+    // The default (100) would send a longer segment past its param node.
+    maxParamLength: Number.MAX_SAFE_INTEGER,
   })
-  readonly #regexOnly: R[]
+  /** Every entry, in precedence order: for paths the index cannot take. */
+  readonly #ordered: RouteEntry<R>[]
+  readonly #regexOnly: RouteEntry<R>[]
 
   constructor(routes: readonly R[]) {
-    const ordered = [...routes].sort(compareSpecificity)
-    this.#regexOnly = ordered.filter((route) => route.path.kind === 'regex')
+    this.#ordered = precedenceOrder(routes)
+    this.#regexOnly = this.#ordered.filter((entry) => entry.route.path.kind === 'regex')
     const keys = new Set(routes.flatMap((route) => indexKeys(route.path)))
     for (const key of keys) {
-      const candidates = ordered.filter((route) => couldMatch(key, route.path))
+      const node = parseIndexKey(key)
+      const candidates = this.#ordered.filter((entry) => couldMatch(node, entry.route.path))
       this.#index.on('GET', key, () => {}, candidates)
     }
   }
 
   find(facts: RouteFacts): RouteResult<R> {
-    const node = this.#index.find('GET', facts.path)
-    const candidates = node ? (node.store as R[]) : this.#regexOnly
+    let candidates: RouteEntry<R>[]
+    if (facts.path.startsWith('/')) {
+      const node = this.#index.find('GET', indexLookupPath(facts.path))
+      candidates = node ? (node.store as RouteEntry<R>[]) : this.#regexOnly
+    } else candidates = this.#ordered
     let query: URLSearchParams | undefined
     let allow: Set<string> | undefined
-    for (const route of candidates) {
-      if (route.hosts !== null && !hostMatches(route.hosts, facts.host)) continue
+    for (const { route, host } of candidates) {
+      if (host !== null && !hostMatches(host, facts.host)) continue
       const match = route.path.regex.exec(facts.path)
       if (match === null) continue
       if (!headersMatch(route, facts.headers)) continue
@@ -73,9 +104,10 @@ export class Router<R extends MatchableRoute> {
         query ??= new URLSearchParams(facts.query)
         if (!queryMatches(route, query)) continue
       }
-      if (route.methods !== null && !route.methods.has(facts.method)) {
+      if (route.methods !== null && !methodAllowed(route.methods, facts.method)) {
         allow ??= new Set()
         for (const method of route.methods) allow.add(method)
+        if (route.methods.has('GET')) allow.add('HEAD')
         continue
       }
       return { kind: 'match', route, params: { ...match.groups }, matched: match[0] }
@@ -85,21 +117,18 @@ export class Router<R extends MatchableRoute> {
   }
 }
 
-function hostMatches(hosts: readonly string[], host: string): boolean {
-  for (const pattern of hosts) {
-    if (pattern === host) return true
-    // *.example.com matches exactly one more label: a.example.com, not a.b.example.com.
-    if (pattern.startsWith('*.')) {
-      const suffix = pattern.slice(1)
-      if (
-        host.endsWith(suffix) &&
-        host.indexOf('.') === host.length - suffix.length &&
-        host.length > suffix.length
-      )
-        return true
-    }
-  }
-  return false
+function methodAllowed(methods: ReadonlySet<string>, method: string): boolean {
+  return methods.has(method) || (method === 'HEAD' && methods.has('GET'))
+}
+
+/** `*.example.com` matches exactly one more label: a.example.com, not a.b.example.com nor example.com. */
+export function hostMatches(pattern: string, host: string): boolean {
+  if (pattern === host) return true
+  if (!pattern.startsWith('*.')) return false
+  const suffix = pattern.slice(1)
+  return (
+    host.length > suffix.length && host.endsWith(suffix) && host.indexOf('.') === host.length - suffix.length
+  )
 }
 
 function headersMatch(route: MatchableRoute, headers: RouteFacts['headers']): boolean {
@@ -110,6 +139,7 @@ function headersMatch(route: MatchableRoute, headers: RouteFacts['headers']): bo
   return true
 }
 
+/** The first value of a repeated parameter is the one conditions see. */
 function queryMatches(route: MatchableRoute, query: URLSearchParams): boolean {
   for (const [name, matches] of route.query) {
     if (!matches(query.get(name) ?? undefined)) return false
@@ -117,29 +147,49 @@ function queryMatches(route: MatchableRoute, query: URLSearchParams): boolean {
   return true
 }
 
-function hostRank(route: MatchableRoute): number {
-  if (route.hosts === null) return 0
-  let best = 0
-  for (const host of route.hosts) best = Math.max(best, host.startsWith('*.') ? 1 + host.length / 1000 : 2)
-  return best
+/** Every route once per host pattern (once if it has none), most specific first. */
+export function precedenceOrder<R extends MatchableRoute>(routes: readonly R[]): RouteEntry<R>[] {
+  const entries = routes.flatMap((route): RouteEntry<R>[] =>
+    route.hosts === null ? [{ route, host: null }] : route.hosts.map((host) => ({ route, host })),
+  )
+  return entries.sort(compareSpecificity)
+}
+
+/** Negative when `a` goes first. The header comment has the rules. */
+export function compareSpecificity(a: RouteEntry, b: RouteEntry): number {
+  return (
+    compareHost(a.host, b.host) ||
+    kindRank(b.route.path) - kindRank(a.route.path) ||
+    b.route.path.segments.length - a.route.path.segments.length ||
+    literalFirst(a.route.path, b.route.path) ||
+    b.route.path.source.length - a.route.path.source.length ||
+    conditionCount(b.route) - conditionCount(a.route) ||
+    a.route.index - b.route.index
+  )
+}
+
+function compareHost(a: string | null, b: string | null): number {
+  const rank = (host: string | null) => (host === null ? 0 : host.startsWith('*.') ? 1 : 2)
+  const byRank = rank(b) - rank(a)
+  if (byRank !== 0 || a === null || b === null || !a.startsWith('*.')) return byRank
+  return b.length - a.length
 }
 
 const KIND_RANK = { exact: 3, regex: 1, prefix: 0 } as const
 
-function kindRank(route: MatchableRoute): number {
-  if (route.path.kind === 'exact') return route.path.hasParams ? 2 : 3
-  return KIND_RANK[route.path.kind]
+function kindRank(path: CompiledPath): number {
+  if (path.kind === 'exact') return path.hasParams ? 2 : 3
+  return KIND_RANK[path.kind]
 }
 
-export function compareSpecificity(a: MatchableRoute, b: MatchableRoute): number {
-  return (
-    hostRank(b) - hostRank(a) ||
-    kindRank(b) - kindRank(a) ||
-    b.path.segments.length - a.path.segments.length ||
-    b.path.source.length - a.path.source.length ||
-    conditionCount(b) - conditionCount(a) ||
-    a.index - b.index
-  )
+/** From the left, the first position where one has a literal segment and the other a param decides. */
+function literalFirst(a: CompiledPath, b: CompiledPath): number {
+  const n = Math.min(a.segments.length, b.segments.length)
+  for (let i = 0; i < n; i++) {
+    const aLiteral = a.segments[i] !== null
+    if (aLiteral !== (b.segments[i] !== null)) return aLiteral ? -1 : 1
+  }
+  return 0
 }
 
 function conditionCount(route: MatchableRoute): number {

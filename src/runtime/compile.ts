@@ -10,12 +10,12 @@ import type { Logger } from 'pino'
 import type { Config, ListenerConfig, PluginUse, RouteConfig, StringMatchConfig } from '../config/types.ts'
 import { createIpMatcher } from '../net/ip.ts'
 import { createAccessLog } from '../observability/access-log.ts'
-import { PLUGIN_ORDER } from '../pipeline/phases.ts'
+import { resolvePluginOrder } from '../pipeline/phases.ts'
 import type { PluginDefinition, PluginHandlers } from '../pipeline/plugin.ts'
 import { compilePath } from '../routing/path-pattern.ts'
 import { Router, type ValueMatcher } from '../routing/router.ts'
 import { roundRobin } from '../upstreams/balancers/round-robin.ts'
-import { createPool, poolKey, Target } from '../upstreams/target.ts'
+import { createPool, poolKey, serverNameFor, Target } from '../upstreams/target.ts'
 import type { CompiledListener, CompiledRoute, CompiledService, PhaseChains, Runtime } from './runtime.ts'
 
 export interface CompileOptions {
@@ -34,24 +34,34 @@ export function compile(config: Config, options: CompileOptions): Runtime {
     for (const target of service.targets) previousTargets.set(target.poolKey, target)
 
   try {
-    const instantiate = (uses: readonly PluginUse[]) =>
+    const rank = pluginRanks(options.plugins)
+    // One create per attachment (a plugin on three routes is three instances), in file order.
+    const instantiate = (uses: readonly PluginUse[], where: string): Attached[] =>
       uses.map((use) => {
         const definition = options.plugins.get(use.name)!
-        const handlers = definition.create(use.config as never, {
-          logger: options.logger.child({ plugin: use.name }),
-        })
+        let handlers: PluginHandlers
+        try {
+          handlers = definition.create(use.config as never, {
+            logger: options.logger.child({ plugin: use.name }),
+          })
+        } catch (error) {
+          throw new Error(`plugin ${use.name} (${where}) failed to start: ${(error as Error).message}`, {
+            cause: error,
+          })
+        }
         instances.push(handlers)
-        return { name: use.name, handlers }
+        return { name: use.name, rank: rank.get(use.name)!, handlers }
       })
-    const globalPlugins = instantiate(config.global.plugins)
+    const globalPlugins = instantiate(config.global.plugins, 'global')
 
-    const services = new Map<string, CompiledService & { plugins: ReturnType<typeof instantiate> }>()
+    const services = new Map<string, CompiledService & { plugins: Attached[] }>()
     for (const [name, service] of Object.entries(config.services)) {
       const targets = service.targets.map((targetConfig) => {
         const key = poolKey(targetConfig, service)
         const old = previousTargets.get(key)
         if (old) reusedPools.add(key)
-        const target = new Target(targetConfig, old?.pool ?? createPool(targetConfig, service), key)
+        const pool = old?.pool ?? createPool(targetConfig, service)
+        const target = new Target(targetConfig, pool, key, serverNameFor(targetConfig, service))
         if (!old) createdPools.push(target)
         return target
       })
@@ -59,13 +69,13 @@ export function compile(config: Config, options: CompileOptions): Runtime {
         config: service,
         targets,
         balancer: roundRobin(targets),
-        plugins: instantiate(service.plugins),
+        plugins: instantiate(service.plugins, `service ${name}`),
       })
     }
 
     const routes = config.routes.map((route): CompiledRoute => {
       const service = route.terminal.kind === 'proxy' ? (services.get(route.terminal.service) ?? null) : null
-      const routePlugins = instantiate(route.plugins)
+      const routePlugins = instantiate(route.plugins, `route ${route.name}`)
       const path = compilePath(route.path, route.pathMatch)
       return {
         index: route.index,
@@ -92,7 +102,7 @@ export function compile(config: Config, options: CompileOptions): Runtime {
     const accessLog =
       options.previous && options.previous.accessLog.key === JSON.stringify(config.accessLog)
         ? options.previous.accessLog
-        : createAccessLog(config.accessLog)
+        : createAccessLog(config.accessLog, options.logger)
 
     let retired: Promise<void> | null = null
     const runtime: Runtime = {
@@ -115,14 +125,14 @@ export function compile(config: Config, options: CompileOptions): Runtime {
       retire() {
         retired ??= (async () => {
           await waitFor(() => runtime.inflight === 0)
-          await Promise.allSettled(instances.map((instance) => instance.close?.()))
+          await closePlugins(instances, options.logger)
         })()
         return retired
       },
     }
     return runtime
   } catch (error) {
-    for (const instance of instances) void Promise.resolve(instance.close?.()).catch(() => {})
+    void closePlugins(instances, options.logger)
     for (const target of createdPools) void target.pool.destroy().catch(() => {})
     throw error
   }
@@ -146,21 +156,28 @@ export async function releaseUnshared(old: Runtime, next: Runtime | null): Promi
   await Promise.allSettled(closing)
 }
 
-type Attached = { name: string; handlers: PluginHandlers }
+type Attached = { name: string; rank: number; handlers: PluginHandlers }
 
-/** The most specific scope wins per plugin name; order within a phase is PLUGIN_ORDER's. */
+/** Plugin name -> position in the resolved order (PLUGIN_ORDER plus the extensions' declared places). */
+function pluginRanks(plugins: ReadonlyMap<string, PluginDefinition<never>>): Map<string, number> {
+  return new Map(resolvePluginOrder(plugins.values()).map((name, i) => [name, i]))
+}
+
+/**
+ * Per plugin name the most specific attachment wins (route over service over
+ * global); within a phase the order is the plugin order, never the order of
+ * lines in the file. A phase without handlers is null, so it costs nothing.
+ */
 function buildChains(global: Attached[], service: Attached[], route: Attached[]): PhaseChains {
   const byName = new Map<string, Attached>()
   for (const attached of [...global, ...service, ...route]) byName.set(attached.name, attached)
-  const ordered = [...byName.values()].sort(
-    (a, b) => PLUGIN_ORDER.indexOf(a.name) - PLUGIN_ORDER.indexOf(b.name),
-  )
+  const ordered = [...byName.values()].sort((a, b) => a.rank - b.rank)
   const chain = <K extends keyof PhaseChains>(phase: K, reverse: boolean) => {
     const handlers = ordered.map((p) => p.handlers[phase]).filter((h) => h !== undefined)
     if (reverse) handlers.reverse()
-    return (handlers.length === 0 ? null : handlers) as PhaseChains[K]
+    return (handlers.length === 0 ? null : Object.freeze(handlers)) as PhaseChains[K]
   }
-  return {
+  return Object.freeze({
     onRequest: chain('onRequest', false),
     authenticate: chain('authenticate', false),
     authorize: chain('authorize', false),
@@ -168,10 +185,32 @@ function buildChains(global: Attached[], service: Attached[], route: Attached[])
     onUpstreamResponse: chain('onUpstreamResponse', true),
     transformResponse: chain('transformResponse', true),
     onComplete: chain('onComplete', false),
+  })
+}
+
+/**
+ * Closes plugin instances in reverse order of creation (the mirror of
+ * create), each on its own: one that throws or rejects is logged and does
+ * not keep the others open. Safe after a partial compile.
+ */
+async function closePlugins(instances: readonly PluginHandlers[], logger: Logger): Promise<void> {
+  for (let i = instances.length - 1; i >= 0; i--) {
+    const close = instances[i].close
+    if (close === undefined) continue
+    try {
+      await close.call(instances[i])
+    } catch (error) {
+      logger.error({ err: error }, 'a plugin failed to close')
+    }
   }
 }
 
-function valueMatcher(match: StringMatchConfig): ValueMatcher {
+/**
+ * A header or query condition: an exact value; a regex searched in the value
+ * (JavaScript `test`: write ^...$ to match the whole value), never met by an
+ * absent one; presence.
+ */
+export function valueMatcher(match: StringMatchConfig): ValueMatcher {
   if ('equals' in match) return (value) => value === match.equals
   if ('regex' in match) {
     const regex = new RegExp(match.regex)
@@ -182,28 +221,36 @@ function valueMatcher(match: StringMatchConfig): ValueMatcher {
 
 /**
  * stripPrefix removes the matched prefix; rewrite replaces the matched part
- * (anchored: never a match further along the path) with params filled in.
- * The unmatched rest of the path is kept.
+ * (anchored: never a match further along the path, unlike an unanchored
+ * `replace`) with params filled in. The unmatched rest of the path is kept;
+ * the query is added by the caller. Regex routes use JavaScript's
+ * replacement syntax (`$1`, `$<name>`) on their anchored match.
  */
 function pathRewriter(route: RouteConfig): CompiledRoute['rewritePath'] {
-  if (route.stripPrefix) {
-    return (path, matched) => {
-      const rest = path.slice(matched.length)
-      return rest.startsWith('/') ? rest : `/${rest}`
-    }
-  }
+  if (route.stripPrefix) return (path, matched) => joinPath('/', restAfter(path, matched))
   const rewrite = route.rewrite
   if (rewrite === null) return null
   if (route.pathMatch === 'regex') {
-    const regex = new RegExp(route.path)
+    const { regex } = compilePath(route.path, 'regex')
     return (path) => path.replace(regex, rewrite)
   }
   return (path, matched, params) => {
     const head = rewrite.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (_, name: string) => params[name] ?? '')
-    const rest = path.slice(matched.length)
-    if (rest === '') return head
-    return head.endsWith('/') && rest.startsWith('/') ? head + rest.slice(1) : head + rest
+    return joinPath(head, restAfter(path, matched))
   }
+}
+
+/** What follows the matched part; a prefix written with a trailing `/` gives that `/` back to the rest. */
+function restAfter(path: string, matched: string): string {
+  const rest = path.slice(matched.length)
+  return matched.endsWith('/') && matched.length > 1 ? `/${rest}` : rest
+}
+
+/** head + rest with exactly one `/` between them when rest is a sub-path. */
+function joinPath(head: string, rest: string): string {
+  if (rest === '') return head === '' ? '/' : head
+  if (!rest.startsWith('/')) rest = `/${rest}`
+  return head.endsWith('/') ? head + rest.slice(1) : head + rest
 }
 
 function compileListener(config: ListenerConfig, key: string): CompiledListener {

@@ -3,6 +3,7 @@
  * Pools are keyed by everything that shapes a connection, so a reload that
  * leaves a target's definition alone carries the pool over, connections and all.
  */
+import { isIP } from 'node:net'
 import { Pool } from 'undici'
 import type { ServiceConfig, TargetConfig } from '../config/types.ts'
 
@@ -14,17 +15,31 @@ export class Target {
   readonly weight: number
   readonly pool: Pool
   readonly poolKey: string
+  /**
+   * TLS SNI name for an https:// target (null for http:// and bare IPs). Given
+   * with every request: undici would otherwise take it from the Host header,
+   * so preserveHost or hostRewrite would change the SNI and churn connections.
+   */
+  readonly serverName: string | null
   /** Requests currently sent to this target; balancers and metrics read it. */
   inflight = 0
 
-  constructor(config: TargetConfig, pool: Pool, poolKey: string) {
+  constructor(config: TargetConfig, pool: Pool, poolKey: string, serverName: string | null = null) {
     this.url = config.url
     this.origin = config.origin
     this.host = new URL(config.origin).host
     this.weight = config.weight
     this.pool = pool
     this.poolKey = poolKey
+    this.serverName = serverName
   }
+}
+
+/** The SNI name for a target: `tls.serverName`, else the target's host name; none for IPs (RFC 6066 §3). */
+export function serverNameFor(target: TargetConfig, service: ServiceConfig): string | null {
+  const url = new URL(target.origin)
+  if (url.protocol !== 'https:') return null
+  return service.tls.serverName ?? (isIP(url.hostname.replace(/^\[|\]$/g, '')) === 0 ? url.hostname : null)
 }
 
 export function poolKey(target: TargetConfig, service: ServiceConfig): string {
@@ -52,15 +67,11 @@ export function createPool(target: TargetConfig, service: ServiceConfig): Pool {
       timeout: service.timeouts.connectMs,
       ...(url.protocol === 'https:'
         ? {
-            servername: service.tls.serverName ?? (isIp(url.hostname) ? undefined : url.hostname),
+            servername: serverNameFor(target, service) ?? undefined,
             rejectUnauthorized: service.tls.verify,
             ...(service.tls.ca === null ? {} : { ca: service.tls.ca }),
           }
         : {}),
     },
   })
-}
-
-function isIp(host: string): boolean {
-  return /^[0-9.]+$/.test(host) || host.includes(':') || host.startsWith('[')
 }

@@ -2,9 +2,17 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import pino from 'pino'
+import pino, { type Logger } from 'pino'
 import type { Env } from '../../src/config/load.ts'
 import { Gateway } from '../../src/gateway.ts'
+import type { PluginDefinition } from '../../src/pipeline/plugin.ts'
+
+export interface GatewayTestOptions {
+  /** The plugin registry (default: the built-ins), e.g. with test-only plugins added. */
+  plugins?: ReadonlyMap<string, PluginDefinition<never>>
+  /** Default: silent. */
+  logger?: Logger
+}
 
 export interface TestGateway {
   readonly gateway: Gateway
@@ -19,12 +27,27 @@ export interface TestGateway {
   stop(graceMs?: number): Promise<void>
 }
 
-export async function startGateway(yaml: string, env: Env = {}): Promise<TestGateway> {
+export async function startGateway(
+  yaml: string,
+  env: Env = {},
+  options: GatewayTestOptions = {},
+): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'gatehouse-test-'))
   const file = join(dir, 'gatehouse.yaml')
   const withDefaults = (text: string) => (/^accessLog:/m.test(text) ? text : `${text}\naccessLog: off\n`)
   await writeFile(file, withDefaults(yaml))
-  const gateway = await Gateway.start({ configFile: file, env, logger: pino({ level: 'silent' }) })
+  let gateway: Gateway
+  try {
+    gateway = await Gateway.start({
+      configFile: file,
+      env,
+      logger: options.logger ?? pino({ level: 'silent' }),
+      plugins: options.plugins,
+    })
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true })
+    throw error
+  }
   const port = (name?: string) => {
     const ports = gateway.ports()
     return name === undefined ? Object.values(ports)[0] : ports[name]

@@ -58,7 +58,9 @@ routes:
   })
 
   it('propagates an incoming request id and sets forwarding headers', async () => {
-    const res = await request(`${gw.url()}/orders`, { headers: { 'x-request-id': 'abc-123', 'x-forwarded-for': '6.6.6.6' } })
+    const res = await request(`${gw.url()}/orders`, {
+      headers: { 'x-request-id': 'abc-123', 'x-forwarded-for': '6.6.6.6' },
+    })
     const body = (await res.body.json()) as { headers: Record<string, string> }
     assert.equal(res.headers['x-request-id'], 'abc-123')
     assert.equal(body.headers['x-request-id'], 'abc-123')

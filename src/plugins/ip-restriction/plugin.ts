@@ -3,9 +3,8 @@
  * against the client address, which is the TCP peer unless that peer is a
  * trusted proxy (global.trustedProxies), in which case it comes from X-Forwarded-For.
  */
-import { isIP } from 'node:net'
 import { GatehouseError } from '../../errors.ts'
-import { createIpMatcher } from '../../net/ip.ts'
+import { createIpMatcher, isIpOrCidr } from '../../net/ip.ts'
 import { definePlugin } from '../../pipeline/plugin.ts'
 import { IpRestrictionConfig } from './schema.ts'
 
@@ -16,14 +15,7 @@ export default definePlugin<IpRestrictionConfig>({
     const problems: [(string | number)[], string][] = []
     for (const key of ['allow', 'deny'] as const)
       config[key]?.forEach((entry, i) => {
-        const [address, bits, extra] = entry.split('/')
-        const family = isIP(address)
-        const max = family === 4 ? 32 : 128
-        if (
-          family === 0 ||
-          extra !== undefined ||
-          (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))
-        )
+        if (!isIpOrCidr(entry))
           problems.push([[key, i], `expected an IP address or CIDR range, got ${JSON.stringify(entry)}`])
       })
     if (!config.allow?.length && !config.deny?.length)

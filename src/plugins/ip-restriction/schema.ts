@@ -14,7 +14,11 @@ export const IpRestrictionConfig = Type.Object(
       Type.String({ description: 'Detail of the 403 reply. Default "Your address is not allowed".' }),
     ),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    description:
+      'Refuses clients by address with 403: allow and deny lists of addresses and CIDR ranges, checked against the client address (taken from X-Forwarded-For only when the peer is in global.trustedProxies). Give at least one of allow or deny.',
+  },
 )
 
 export type IpRestrictionConfig = Static<typeof IpRestrictionConfig>
