@@ -17,6 +17,8 @@ import type { PluginDefinition } from './pipeline/plugin.ts'
 import { builtinPlugins } from './plugins/index.ts'
 import { compile, releaseUnshared } from './runtime/compile.ts'
 import type { Runtime } from './runtime/runtime.ts'
+import { ActiveHealthChecker } from './upstreams/health/active.ts'
+import { describeTargets, type TargetView } from './upstreams/target-state.ts'
 
 export interface GatewayOptions {
   /** The config file; reload reads it again. */
@@ -42,6 +44,8 @@ export class Gateway {
   /** A reload asked for while one runs: it must read the file again, as it may have changed since. */
   #queued: Promise<ReloadResult> | null = null
   #stopped = false
+  /** Active health checks, once per process: told of each snapshot that starts serving. */
+  readonly #health: ActiveHealthChecker
 
   private constructor(
     options: GatewayOptions,
@@ -51,6 +55,7 @@ export class Gateway {
     this.#options = options
     this.#plugins = plugins
     this.#current = runtime
+    this.#health = new ActiveHealthChecker({ logger: options.logger })
   }
 
   /** Loads, compiles and starts listening; throws ConfigError with every problem. */
@@ -58,6 +63,7 @@ export class Gateway {
     const plugins = options.plugins ?? builtinPlugins()
     const config = await loadConfig(options.configFile, { plugins, env: options.env })
     const runtime = compile(config, { plugins, logger: options.logger, previous: null, version: 1 })
+    activateServices(runtime)
     const gateway = new Gateway(options, plugins, runtime)
     try {
       await gateway.#syncListeners(runtime)
@@ -65,6 +71,7 @@ export class Gateway {
       await gateway.stop(0)
       throw error
     }
+    gateway.#health.update(runtime.services)
     return gateway
   }
 
@@ -83,6 +90,17 @@ export class Gateway {
       const listener = this.#current.listeners.get(key)
       if (listener) out[listener.config.name] = running.port()
     }
+    return out
+  }
+
+  /**
+   * Every target of every service with its state now (health, ejection,
+   * draining, load, latency), as one plain structure for metrics and the admin API.
+   */
+  upstreamStates(): Record<string, TargetView[]> {
+    const now = performance.now()
+    const out: Record<string, TargetView[]> = {}
+    for (const [name, service] of this.#current.services) out[name] = describeTargets(service.targets, now)
     return out
   }
 
@@ -140,6 +158,8 @@ export class Gateway {
       return { ok: false, error: error as Error }
     }
     this.#current = next
+    activateServices(next)
+    this.#health.update(next.services)
     this.#retire(old, next)
     logger.info({ version: next.version }, 'configuration reloaded')
     return { ok: true, version: next.version }
@@ -250,6 +270,7 @@ export class Gateway {
     if (this.#stopped) return
     this.#stopped = true
     this.#watcher?.close()
+    this.#health.stop()
     // A reload under way finishes first (one queued after it sees `stopped` and does nothing).
     await this.#reloading?.catch(() => {})
     for (const running of this.#listeners.values()) running.close()
@@ -274,6 +295,16 @@ export class Gateway {
     this.#retire(this.#current, null)
     await Promise.allSettled([...this.#retiring])
   }
+}
+
+/**
+ * A snapshot goes live: its services apply their configured draining and
+ * compute which targets may be picked, on the target state they share with
+ * the previous snapshot (so only now, never at compile).
+ */
+function activateServices(runtime: Runtime): void {
+  const now = performance.now()
+  for (const service of runtime.services.values()) service.selection.activate(now)
 }
 
 function readTextOrNull(file: string): string | null {

@@ -14,6 +14,7 @@ import { ConfigError, loadConfig } from './config/index.ts'
 import type { Env } from './config/load.ts'
 import { runDemo } from './demo/demo.ts'
 import { Gateway, listenFailure } from './gateway.ts'
+import { startBufferValve } from './observability/buffer-valve.ts'
 import { builtinPlugins } from './plugins/index.ts'
 
 export const EXIT = { ok: 0, config: 1, usage: 2, start: 3, node: 4 } as const
@@ -153,6 +154,7 @@ export async function serve(file: string, env: Env, options: ServeOptions = {}):
     return EXIT.start
   }
   if (options.watch !== false) gateway.watch()
+  const valve = startBufferValve()
   logger.info({ listeners: gateway.ports(), version: version(), pid: process.pid }, 'gatehouse started')
   options.onReady?.(gateway)
   ready = gateway
@@ -172,6 +174,7 @@ export async function serve(file: string, env: Env, options: ServeOptions = {}):
   const graceMs = gateway.config.global.gracePeriodMs
   logger.info({ signal, gracePeriodMs: graceMs }, 'draining and stopping')
   await gateway.stop(graceMs)
+  valve.stop()
   process.off('SIGHUP', onHup)
   logger.info('stopped')
   await new Promise<void>((resolve) => logger.flush(() => resolve()))

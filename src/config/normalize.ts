@@ -19,6 +19,7 @@ import { type ConfigProblem, didYouMean, formatPath, type PathSegment } from './
 import type { RawConfig, RawListener, RawPluginRef, RawRoute, RawService } from './schema.ts'
 import { schemaProblems, validateCopy, withOrigin } from './schema-errors.ts'
 import type {
+  BalancerConfig,
   CertificateConfig,
   Config,
   LimitsConfig,
@@ -26,6 +27,7 @@ import type {
   PluginUse,
   RouteConfig,
   ServiceConfig,
+  StickyConfig,
   StringMatchConfig,
   TargetConfig,
   TerminalConfig,
@@ -326,15 +328,21 @@ function normalizeService(
   const targets: TargetConfig[] = raw.targets.map((t, i) => {
     const url = typeof t === 'string' ? t : t.url
     const weight = typeof t === 'string' ? 1 : (t.weight ?? 1)
+    const backup = typeof t === 'string' ? false : (t.backup ?? false)
+    const drain = typeof t === 'string' ? false : (t.drain ?? false)
     const at = typeof t === 'string' ? [...path, 'targets', i] : [...path, 'targets', i, 'url']
-    return { url, origin: targetOrigin(url, at, report), weight }
+    return { url, origin: targetOrigin(url, at, report), weight, backup, drain }
   })
   const caFile = raw.tls?.ca === undefined ? null : resolve(baseDir, raw.tls.ca)
   const ca = caFile === null ? null : readText(caFile, [...path, 'tls', 'ca'], 'CA', report)
   return {
     name,
     targets,
-    balancer: raw.balancer ?? 'round-robin',
+    balancer: normalizeBalancer(raw.balancer),
+    sticky: normalizeSticky(raw.sticky),
+    healthCheck: normalizeHealth(raw.healthCheck, [...path, 'healthCheck'], report),
+    slowStartMs: parseDuration(raw.slowStart ?? '0s'),
+    panicThreshold: raw.panicThreshold ?? 50,
     timeouts: {
       connectMs: parseDuration(raw.timeouts?.connect ?? '5s'),
       responseMs: parseDuration(raw.timeouts?.response ?? '60s'),
@@ -346,6 +354,71 @@ function normalizeService(
     },
     tls: { caFile, ca, serverName: raw.tls?.serverName ?? null, verify: raw.tls?.verify ?? true },
     plugins: plugins.list(raw.plugins, [...path, 'plugins']),
+  }
+}
+
+function normalizeBalancer(raw: RawService['balancer']): BalancerConfig {
+  if (raw === undefined) return { algorithm: 'round-robin' }
+  if (typeof raw === 'string') return { algorithm: raw }
+  const key = raw.key
+  if (key === 'ip' || key === 'path') return { algorithm: 'consistent-hash', key: { from: key } }
+  if ('header' in key)
+    return { algorithm: 'consistent-hash', key: { from: 'header', name: key.header.toLowerCase() } }
+  if ('cookie' in key) return { algorithm: 'consistent-hash', key: { from: 'cookie', name: key.cookie } }
+  return { algorithm: 'consistent-hash', key: { from: 'query', name: key.query } }
+}
+
+function normalizeSticky(raw: RawService['sticky']): StickyConfig | null {
+  if (raw === undefined) return null
+  if ('cookie' in raw) {
+    const maxAge = raw.cookie.maxAge
+    return {
+      by: 'cookie',
+      name: raw.cookie.name ?? 'gh_sticky',
+      maxAgeMs: maxAge === undefined ? null : parseDuration(maxAge),
+      secure: raw.cookie.secure ?? null,
+    }
+  }
+  return { by: 'ip', ttlMs: parseDuration(raw.ip.ttl ?? '30m') }
+}
+
+function normalizeHealth(
+  raw: RawService['healthCheck'],
+  path: PathSegment[],
+  report: Report,
+): ServiceConfig['healthCheck'] {
+  const active = raw?.active
+  const passive = raw?.passive
+  if (active?.bodyMatch !== undefined) checkRegex(active.bodyMatch, [...path, 'active', 'bodyMatch'], report)
+  if (active?.path !== undefined && !active.path.startsWith('/'))
+    report([...path, 'active', 'path'], `path must start with /, got ${JSON.stringify(active.path)}`)
+  return {
+    active:
+      active === undefined
+        ? null
+        : {
+            type: active.type ?? 'http',
+            method: (active.method ?? 'GET').toUpperCase(),
+            path: active.path ?? '/',
+            host: active.host ?? null,
+            expectStatus: active.expectStatus ?? null,
+            bodyMatch: active.bodyMatch ?? null,
+            intervalMs: parseDuration(active.interval ?? '10s'),
+            timeoutMs: parseDuration(active.timeout ?? '2s'),
+            healthyThreshold: active.healthyThreshold ?? 2,
+            unhealthyThreshold: active.unhealthyThreshold ?? 3,
+          },
+    passive:
+      passive === undefined
+        ? null
+        : {
+            failures: passive.failures ?? 5,
+            windowMs: parseDuration(passive.window ?? '10s'),
+            statuses: passive.statuses ?? [502, 503, 504],
+            ejectionTimeMs: parseDuration(passive.ejectionTime ?? '30s'),
+            maxEjectionTimeMs: parseDuration(passive.maxEjectionTime ?? '5m'),
+            maxEjectedPercent: passive.maxEjectedPercent ?? 50,
+          },
   }
 }
 

@@ -158,6 +158,14 @@ const Target = Type.Union(
     Strict(
       {
         url: Type.String({ description: 'Target URL, http:// or https://.' }),
+        backup: Type.Optional(
+          Type.Boolean({ description: 'Serve only when every primary target is down. Default false.' }),
+        ),
+        drain: Type.Optional(
+          Type.Boolean({
+            description: 'Draining: no new requests, those in flight finish. Default false.',
+          }),
+        ),
         weight: Type.Optional(
           Type.Integer({
             minimum: 0,
@@ -172,13 +180,172 @@ const Target = Type.Union(
   { description: 'One copy of the service: a URL, or `{url, weight}`.' },
 )
 
+const HashKey = Type.Union(
+  [
+    Type.Literal('ip', { description: 'The client address (trusted-proxy aware).' }),
+    Type.Literal('path', { description: 'The request path.' }),
+    Strict({ header: Type.String({ description: 'Header name.' }) }, 'A request header.'),
+    Strict({ cookie: Type.String({ description: 'Cookie name.' }) }, 'A request cookie.'),
+    Strict({ query: Type.String({ description: 'Query parameter name.' }) }, 'A query parameter.'),
+  ],
+  { description: 'What a consistent hash is computed over: ip, path, {header}, {cookie} or {query}.' },
+)
+
+const Balancer = Type.Union(
+  [
+    Type.Literal('round-robin', { description: 'Smooth weighted round robin, as nginx does it.' }),
+    Type.Literal('least-connections', { description: 'Fewest requests in flight relative to weight.' }),
+    Type.Literal('ip-hash', { description: 'The client address picks the target.' }),
+    Type.Literal('random', { description: 'Power of two random choices, weighted.' }),
+    Type.Literal('ewma', {
+      description: 'Latency-aware: peak EWMA of response time times requests in flight.',
+    }),
+    Strict(
+      {
+        algorithm: Type.Literal('consistent-hash', { description: 'Consistent hashing.' }),
+        key: HashKey,
+      },
+      'Consistent hashing on a key: adding or removing one of N targets moves about 1/N of the keys.',
+    ),
+  ],
+  {
+    description:
+      'How requests are spread: round-robin (default), least-connections, ip-hash, random, ewma, or {algorithm: consistent-hash, key}.',
+  },
+)
+
+const Sticky = Type.Union(
+  [
+    Strict(
+      {
+        cookie: Strict(
+          {
+            name: Type.Optional(Type.String({ description: 'Cookie name. Default gh_sticky.' })),
+            maxAge: Type.Optional(Duration('Cookie lifetime; without it a session cookie.', 'session')),
+            secure: Type.Optional(
+              Type.Boolean({ description: 'Mark the cookie Secure. Default true on HTTPS listeners.' }),
+            ),
+          },
+          'Sticky by an opaque, HttpOnly, SameSite=Lax cookie naming the target.',
+        ),
+      },
+      'Sticky by cookie.',
+    ),
+    Strict(
+      {
+        ip: Strict(
+          {
+            ttl: Type.Optional(
+              Duration('How long a client address stays pinned after its last request.', '30m'),
+            ),
+          },
+          'Sticky by client address.',
+        ),
+      },
+      'Sticky by client address.',
+    ),
+  ],
+  {
+    description:
+      'Keep a client on the target it first got; when that target is down the balancer picks again and the client is re-pinned.',
+  },
+)
+
+const HealthCheck = Strict(
+  {
+    active: Type.Optional(
+      Strict(
+        {
+          type: Type.Optional(
+            Type.Union([Type.Literal('http'), Type.Literal('tcp')], {
+              description: 'http (a request) or tcp (a connect). Default http.',
+            }),
+          ),
+          method: Type.Optional(Type.String({ description: 'HTTP method. Default GET.' })),
+          path: Type.Optional(Type.String({ description: 'HTTP path. Default /.' })),
+          host: Type.Optional(Type.String({ description: "Host header. Default the target's host." })),
+          expectStatus: Type.Optional(
+            Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), {
+              description: 'Statuses that count as healthy. Default 200-399.',
+            }),
+          ),
+          bodyMatch: Type.Optional(Type.String({ description: 'A regex the response body must match.' })),
+          interval: Type.Optional(
+            Duration('Time between checks of one target (with up to 10% jitter).', '10s'),
+          ),
+          timeout: Type.Optional(Duration('A check slower than this fails.', '2s')),
+          healthyThreshold: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              description: 'Consecutive passes that bring a target back. Default 2.',
+            }),
+          ),
+          unhealthyThreshold: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              description: 'Consecutive failures that take a target out. Default 3.',
+            }),
+          ),
+        },
+        'Active checks, run once per process for every target.',
+      ),
+    ),
+    passive: Type.Optional(
+      Strict(
+        {
+          failures: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              description: 'Failures within `window` that eject a target. Default 5.',
+            }),
+          ),
+          window: Type.Optional(Duration('The window failures are counted in.', '10s')),
+          statuses: Type.Optional(
+            Type.Array(Type.Integer({ minimum: 500, maximum: 599 }), {
+              description:
+                'Response statuses that count as failures, beside connection failures and timeouts. Default [502, 503, 504].',
+            }),
+          ),
+          ejectionTime: Type.Optional(
+            Duration(
+              'First ejection length; each further ejection doubles it, up to maxEjectionTime.',
+              '30s',
+            ),
+          ),
+          maxEjectionTime: Type.Optional(Duration('Longest ejection.', '5m')),
+          maxEjectedPercent: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 100,
+              description: 'Most targets (in percent, at least one) ejected at once. Default 50.',
+            }),
+          ),
+        },
+        'Passive checks (outlier ejection) from real traffic; an ejected target returns half-open after its ejection time.',
+      ),
+    ),
+  },
+  'How dead targets are found and taken out of rotation.',
+)
+
 export const Service = Strict(
   {
     targets: Type.Array(Target, { minItems: 1, description: 'The copies of this service.' }),
-    balancer: Type.Optional(
-      Type.Literal('round-robin', {
+    balancer: Type.Optional(Balancer),
+    sticky: Type.Optional(Sticky),
+    healthCheck: Type.Optional(HealthCheck),
+    slowStart: Type.Optional(
+      Duration(
+        'A recovered or newly added target ramps from a small share to its full weight over this time; 0s turns it off.',
+        '0s',
+      ),
+    ),
+    panicThreshold: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 100,
         description:
-          'How requests are spread over the targets: smooth weighted round robin. Default round-robin.',
+          'When fewer than this percentage of the primary targets is healthy, balance over all primaries rather than overload the few (Envoy panic mode); 0 turns it off. Default 50.',
       }),
     ),
     timeouts: Type.Optional(

@@ -62,12 +62,22 @@ export interface TargetConfig {
   /** scheme://host:port, the pool key. */
   readonly origin: string
   readonly weight: number
+  readonly backup: boolean
+  readonly drain: boolean
 }
 
 export interface ServiceConfig {
   readonly name: string
   readonly targets: readonly TargetConfig[]
-  readonly balancer: 'round-robin'
+  readonly balancer: BalancerConfig
+  readonly sticky: StickyConfig | null
+  readonly healthCheck: {
+    readonly active: ActiveHealthConfig | null
+    readonly passive: PassiveHealthConfig | null
+  }
+  readonly slowStartMs: number
+  /** Percent of healthy primaries below which all primaries are used; 0 = never. */
+  readonly panicThreshold: number
   readonly timeouts: { readonly connectMs: number; readonly responseMs: number; readonly idleMs: number }
   readonly pool: { readonly connections: number; readonly keepAliveTimeoutMs: number }
   readonly tls: {
@@ -77,6 +87,49 @@ export interface ServiceConfig {
     readonly verify: boolean
   }
   readonly plugins: readonly PluginUse[]
+}
+
+export type HashKeyConfig =
+  | { readonly from: 'ip' }
+  | { readonly from: 'path' }
+  | { readonly from: 'header' | 'cookie' | 'query'; readonly name: string }
+
+export type BalancerConfig =
+  | { readonly algorithm: 'round-robin' | 'least-connections' | 'ip-hash' | 'random' | 'ewma' }
+  | { readonly algorithm: 'consistent-hash'; readonly key: HashKeyConfig }
+
+export type StickyConfig =
+  | {
+      readonly by: 'cookie'
+      readonly name: string
+      /** null: a session cookie. */
+      readonly maxAgeMs: number | null
+      /** null: Secure on HTTPS listeners only. */
+      readonly secure: boolean | null
+    }
+  | { readonly by: 'ip'; readonly ttlMs: number }
+
+export interface ActiveHealthConfig {
+  readonly type: 'http' | 'tcp'
+  readonly method: string
+  readonly path: string
+  readonly host: string | null
+  /** Healthy statuses; null means 200-399. */
+  readonly expectStatus: readonly number[] | null
+  readonly bodyMatch: string | null
+  readonly intervalMs: number
+  readonly timeoutMs: number
+  readonly healthyThreshold: number
+  readonly unhealthyThreshold: number
+}
+
+export interface PassiveHealthConfig {
+  readonly failures: number
+  readonly windowMs: number
+  readonly statuses: readonly number[]
+  readonly ejectionTimeMs: number
+  readonly maxEjectionTimeMs: number
+  readonly maxEjectedPercent: number
 }
 
 export type StringMatchConfig =

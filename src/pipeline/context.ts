@@ -51,6 +51,12 @@ export class RequestContext {
   error: GatehouseError | null = null
   /** Set once a response (local or upstream) has started; later phases stop. */
   replied = false
+  /**
+   * The upstream exchange in progress, told when the client connection
+   * closes (so a client that leaves cancels the upstream request). One field
+   * instead of a second 'close' listener per request.
+   */
+  upstream: { clientClosed(): void } | null = null
   readonly locals: Record<string, unknown> = {}
 
   constructor(init: {

@@ -377,6 +377,7 @@ async function* limitBody(body: AsyncIterable<Buffer>, max: number): AsyncGenera
 function complete(ctx: RequestContext): void {
   const runtime = ctx.runtime
   runtime.inflight--
+  ctx.upstream?.clientClosed()
   // A client that left before any response was sent has no status (0), not the default 200.
   if (ctx.status === 0 && ctx.res.headersSent) ctx.status = (ctx.res as ServerResponse).statusCode ?? 0
   // A route's chains hold the global plugins already; a null chain there means none, not "use global".

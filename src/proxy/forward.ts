@@ -26,7 +26,7 @@ export function forward(
   service: CompiledService,
   body: Dispatcher.DispatchOptions['body'],
 ): void {
-  const target = service.balancer.pick(ctx)
+  const target = service.choose(ctx)
   if (target === null) {
     fail(ctx, new GatehouseError('GH_NO_TARGET', `Service ${service.config.name} has no target available`))
     return
@@ -37,7 +37,7 @@ export function forward(
     ? (ctx.req.headers.host ?? (ctx.req.headers[':authority'] as string | undefined) ?? target.host)
     : (route.config.hostRewrite ?? target.host)
   const headers = upstreamRequestHeaders(ctx, hostHeader)
-  target.inflight++
+  target.state.inflight++
   ctx.upstreamStart = performance.now()
   const options: UpstreamOptions = {
     origin: target.origin,
@@ -50,7 +50,7 @@ export function forward(
     headersTimeout: service.config.timeouts.responseMs,
     bodyTimeout: service.config.timeouts.idleMs,
   }
-  target.pool.dispatch(options, new ProxyHandler(ctx, target))
+  target.pool.dispatch(options, new ProxyHandler(ctx, service, target))
 }
 
 /** undici takes a per-request `servername` (lib/core/request.js) that its types leave out. */
@@ -58,9 +58,10 @@ type UpstreamOptions = Dispatcher.DispatchOptions & { servername?: string }
 
 class ProxyHandler implements Dispatcher.DispatchHandler {
   readonly #ctx: RequestContext
+  readonly #service: CompiledService
   readonly #target: Target
   #controller: Dispatcher.DispatchController | null = null
-  /** The upstream exchange is over (ended or failed); counted out of target.inflight once. */
+  /** The upstream exchange is over (ended or failed); counted out of target.state.inflight once. */
   #done = false
   /** The client's answer is settled elsewhere (client gone, or a plugin answered): later errors only clean up. */
   #abandoned = false
@@ -69,15 +70,19 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   /** Resumes the upstream read once the client socket drains; made on the first pause only. */
   #onDrain: (() => void) | null = null
 
-  constructor(ctx: RequestContext, target: Target) {
+  constructor(ctx: RequestContext, service: CompiledService, target: Target) {
     this.#ctx = ctx
+    this.#service = service
     this.#target = target
-    // A client that goes away cancels the upstream request (undici closes that connection).
-    ctx.res.once('close', () => {
-      if (this.#done) return
-      this.#abandoned = true
-      this.#controller?.abort(new Error('client closed the connection'))
-    })
+    ctx.upstream = this
+  }
+
+  /** The client connection closed (after the response, or before it ended): cancels an unfinished exchange. */
+  clientClosed(): void {
+    if (this.#done) return
+    this.#abandoned = true
+    // undici closes that upstream connection.
+    this.#controller?.abort(new Error('client closed the connection'))
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -93,9 +98,15 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   ): void {
     const ctx = this.#ctx
     ctx.upstreamTimeMs = performance.now() - ctx.upstreamStart
+    this.#service.report(this.#target, {
+      kind: 'response',
+      status: statusCode,
+      latencyMs: ctx.upstreamTimeMs,
+    })
     let head: ResponseHead
     try {
       head = upstreamResponseHead(ctx, statusCode, headers)
+      this.#service.decorate(ctx, this.#target, head)
     } catch (error) {
       this.#abort(controller, error)
       return
@@ -147,7 +158,13 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
       return
     }
     if (ctx.upstreamTimeMs < 0) ctx.upstreamTimeMs = performance.now() - ctx.upstreamStart
-    fail(ctx, error === this.#localError ? error : upstreamError(error, this.#target.origin))
+    if (error === this.#localError) {
+      fail(ctx, error)
+      return
+    }
+    const mapped = upstreamError(error, this.#target.origin)
+    this.#service.report(this.#target, { kind: 'failure', error: mapped, latencyMs: ctx.upstreamTimeMs })
+    fail(ctx, mapped)
   }
 
   #abort(controller: Dispatcher.DispatchController, error: unknown): void {
@@ -158,7 +175,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   #finish(): void {
     if (this.#done) return
     this.#done = true
-    this.#target.inflight--
+    this.#target.state.inflight--
   }
 }
 
@@ -173,11 +190,11 @@ export function upstreamResponseHead(
   headers: ResponseHead['headers'],
 ): ResponseHead {
   const global = ctx.runtime.config.global
-  cleanResponseHeaders(headers, global.hideUpstreamHeaders)
+  const clean = cleanResponseHeaders(headers, global.hideUpstreamHeaders)
   // RFC 9110 §8.6: no Content-Length on a 204 (a 304's describes the selected representation and stays).
-  if (status === 204 && headers['content-length'] !== undefined) delete headers['content-length']
-  headers[global.requestIdHeader] = ctx.requestId
-  const head: ResponseHead = { status, headers }
+  if (status === 204 && clean['content-length'] !== undefined) delete clean['content-length']
+  clean[global.requestIdHeader] = ctx.requestId
+  const head: ResponseHead = { status, headers: clean }
   const chains = ctx.route!.chains
   if (chains.onUpstreamResponse !== null) for (const handler of chains.onUpstreamResponse) handler(ctx, head)
   if (chains.transformResponse !== null) for (const handler of chains.transformResponse) handler(ctx, head)
@@ -208,12 +225,9 @@ export function fail(ctx: RequestContext, error: unknown): void {
  * (or HTTP/2); with a Content-Length Node drops them, as a recipient may.
  */
 function relayTrailers(ctx: RequestContext, trailers: Record<string, unknown>): void {
-  cleanResponseHeaders(
-    trailers as Record<string, string | string[] | undefined>,
-    ctx.runtime.config.global.hideUpstreamHeaders,
-  )
+  const clean = cleanResponseHeaders(trailers, ctx.runtime.config.global.hideUpstreamHeaders)
   try {
-    ctx.res.addTrailers(trailers as Record<string, string>)
+    ctx.res.addTrailers(clean as Record<string, string>)
   } catch {
     // A field Node refuses to send is dropped with the rest: trailers are optional to the recipient.
   }

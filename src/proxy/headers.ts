@@ -120,13 +120,21 @@ export function forwardedElement(peerIp: string, proto: string, host: string): s
   return `for=${node};proto=${proto}${quotedHost}`
 }
 
-/** Cleans a target's response headers in place (undici's object, lower-case names). */
-export function cleanResponseHeaders(
-  headers: Record<string, string | string[] | number | undefined>,
+/**
+ * A target's response headers (undici's object, lower-case names) without
+ * hop-by-hop, Connection-named and hidden fields. Copied into a new object
+ * rather than deleted in place: `delete` turns the object into a slow
+ * dictionary that every later read (plugins, writeHead) pays for.
+ */
+export function cleanResponseHeaders<V>(
+  headers: Record<string, V>,
   hidden: readonly string[],
-): void {
+): Record<string, V> {
   const named = connectionTokens(headers.connection as string | string[] | undefined)
-  for (const name of HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name]
-  if (named) for (const name of named) delete headers[name]
-  for (const name of hidden) if (headers[name] !== undefined) delete headers[name]
+  const out: Record<string, V> = {}
+  for (const name in headers) {
+    if (HOP_BY_HOP.has(name) || hidden.includes(name) || named?.has(name) === true) continue
+    out[name] = headers[name]
+  }
+  return out
 }

@@ -38,7 +38,7 @@ export function proxyUpgrade(
 
 function tunnel(ctx: RequestContext, client: Socket, head: Buffer): void {
   const service = ctx.route!.service!
-  const target = service.balancer.pick(ctx)
+  const target = service.choose(ctx)
   if (target === null) {
     fail(ctx, new GatehouseError('GH_NO_TARGET', `Service ${service.config.name} has no target available`))
     return
@@ -70,10 +70,10 @@ function tunnel(ctx: RequestContext, client: Socket, head: Buffer): void {
     timeout: timeouts.connectMs,
   }
   ctx.upstreamStart = performance.now()
-  target.inflight++
+  target.state.inflight++
   let released = false
   const release = () => {
-    if (!released) target.inflight--
+    if (!released) target.state.inflight--
     released = true
   }
   const upstream = secure

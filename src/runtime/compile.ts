@@ -7,6 +7,7 @@
  */
 import { createSecureContext, type SecureContext } from 'node:tls'
 import type { Logger } from 'pino'
+import type { Pool } from 'undici'
 import type { Config, ListenerConfig, PluginUse, RouteConfig, StringMatchConfig } from '../config/types.ts'
 import { createIpMatcher } from '../net/ip.ts'
 import { createAccessLog } from '../observability/access-log.ts'
@@ -14,8 +15,13 @@ import { resolvePluginOrder } from '../pipeline/phases.ts'
 import type { PluginDefinition, PluginHandlers } from '../pipeline/plugin.ts'
 import { compilePath } from '../routing/path-pattern.ts'
 import { Router, type ValueMatcher } from '../routing/router.ts'
-import { roundRobin } from '../upstreams/balancers/round-robin.ts'
+import { createBalancer } from '../upstreams/balancers/index.ts'
+import { passiveObservers } from '../upstreams/health/passive.ts'
+import { recordLatency } from '../upstreams/latency.ts'
+import { UpstreamService } from '../upstreams/service.ts'
+import { createSticky } from '../upstreams/sticky.ts'
 import { createPool, poolKey, serverNameFor, Target } from '../upstreams/target.ts'
+import type { TargetState } from '../upstreams/target-state.ts'
 import type { CompiledListener, CompiledRoute, CompiledService, PhaseChains, Runtime } from './runtime.ts'
 
 export interface CompileOptions {
@@ -27,11 +33,18 @@ export interface CompileOptions {
 
 export function compile(config: Config, options: CompileOptions): Runtime {
   const instances: PluginHandlers[] = []
-  const reusedPools = new Set<string>()
-  const createdPools: Target[] = []
-  const previousTargets = new Map<string, Target>()
+  // Pools are shared by every target with the same connection settings (two
+  // services naming one origin share its connections) and taken over from the
+  // previous snapshot; health state is per service and target.
+  const previousPools = new Map<string, Pool>()
+  const previousStates = new Map<string, TargetState>()
   for (const service of options.previous?.services.values() ?? [])
-    for (const target of service.targets) previousTargets.set(target.poolKey, target)
+    for (const target of service.targets) {
+      previousPools.set(target.poolKey, target.pool)
+      previousStates.set(`${service.config.name}\0${target.origin}`, target.state)
+    }
+  const pools = new Map<string, Pool>()
+  const createdPools: Pool[] = []
 
   try {
     const rank = pluginRanks(options.plugins)
@@ -54,23 +67,28 @@ export function compile(config: Config, options: CompileOptions): Runtime {
       })
     const globalPlugins = instantiate(config.global.plugins, 'global')
 
-    const services = new Map<string, CompiledService & { plugins: Attached[] }>()
+    const services = new Map<string, CompiledService>()
+    const servicePlugins = new Map<string, Attached[]>()
     for (const [name, service] of Object.entries(config.services)) {
       const targets = service.targets.map((targetConfig) => {
         const key = poolKey(targetConfig, service)
-        const old = previousTargets.get(key)
-        if (old) reusedPools.add(key)
-        const pool = old?.pool ?? createPool(targetConfig, service)
-        const target = new Target(targetConfig, pool, key, serverNameFor(targetConfig, service))
-        if (!old) createdPools.push(target)
-        return target
+        let pool = pools.get(key) ?? previousPools.get(key)
+        if (pool === undefined) {
+          pool = createPool(targetConfig, service)
+          createdPools.push(pool)
+        }
+        pools.set(key, pool)
+        // Keyed by origin, not pool settings: a new pool size must not forget that a target is down.
+        const state = previousStates.get(`${name}\0${targetConfig.origin}`)
+        return new Target(targetConfig, pool, key, serverNameFor(targetConfig, service), state)
       })
-      services.set(name, {
-        config: service,
-        targets,
-        balancer: roundRobin(targets),
-        plugins: instantiate(service.plugins, `service ${name}`),
-      })
+      const upstream = new UpstreamService(service, targets, (selection) => ({
+        balancer: createBalancer(targets, service),
+        sticky: createSticky(service, targets, options.previous?.services.get(name)?.sticky ?? null),
+        observers: [recordLatency, ...passiveObservers(service, targets, selection, options.logger)],
+      }))
+      services.set(name, upstream)
+      servicePlugins.set(name, instantiate(service.plugins, `service ${name}`))
     }
 
     const routes = config.routes.map((route): CompiledRoute => {
@@ -87,7 +105,11 @@ export function compile(config: Config, options: CompileOptions): Runtime {
         headers: Object.entries(route.headers).map(([name, m]) => [name, valueMatcher(m)] as const),
         query: Object.entries(route.query).map(([name, m]) => [name, valueMatcher(m)] as const),
         service,
-        chains: buildChains(globalPlugins, service?.plugins ?? [], routePlugins),
+        chains: buildChains(
+          globalPlugins,
+          route.terminal.kind === 'proxy' ? (servicePlugins.get(route.terminal.service) ?? []) : [],
+          routePlugins,
+        ),
         maxBodySize: route.maxBodySize,
         rewritePath: pathRewriter(route),
       }
@@ -133,7 +155,7 @@ export function compile(config: Config, options: CompileOptions): Runtime {
     return runtime
   } catch (error) {
     void closePlugins(instances, options.logger)
-    for (const target of createdPools) void target.pool.destroy().catch(() => {})
+    for (const pool of createdPools) void pool.destroy().catch(() => {})
     throw error
   }
 }
@@ -146,12 +168,16 @@ export function listenerKey(listener: ListenerConfig, index: number): string {
 /** Pools and access logs of `old` not taken over by `next` (null at shutdown) are closed after old's requests end. */
 export async function releaseUnshared(old: Runtime, next: Runtime | null): Promise<void> {
   await old.retire()
-  const kept = new Set<string>()
+  const kept = new Set<Pool>()
   for (const service of next?.services.values() ?? [])
-    for (const target of service.targets) kept.add(target.poolKey)
+    for (const target of service.targets) kept.add(target.pool)
   const closing: Promise<unknown>[] = []
   for (const service of old.services.values())
-    for (const target of service.targets) if (!kept.has(target.poolKey)) closing.push(target.pool.close())
+    for (const target of service.targets)
+      if (!kept.has(target.pool)) {
+        kept.add(target.pool)
+        closing.push(target.pool.close())
+      }
   if (next?.accessLog !== old.accessLog) closing.push(old.accessLog.close())
   await Promise.allSettled(closing)
 }

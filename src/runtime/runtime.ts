@@ -5,13 +5,12 @@
  */
 import type { SecureContext } from 'node:tls'
 import type { Logger } from 'pino'
-import type { Config, LimitsConfig, ListenerConfig, RouteConfig, ServiceConfig } from '../config/types.ts'
+import type { Config, LimitsConfig, ListenerConfig, RouteConfig } from '../config/types.ts'
 import type { IpMatcher } from '../net/ip.ts'
 import type { AccessLog } from '../observability/access-log.ts'
 import type { CompleteHandler, RequestHandler, ResponseHandler } from '../pipeline/plugin.ts'
 import type { MatchableRoute, Router } from '../routing/router.ts'
-import type { Balancer } from '../upstreams/balancer.ts'
-import type { Target } from '../upstreams/target.ts'
+import type { UpstreamService } from '../upstreams/service.ts'
 
 /** Handlers of one route per phase, already in execution order; null when a phase has none. */
 export interface PhaseChains {
@@ -24,11 +23,7 @@ export interface PhaseChains {
   readonly onComplete: readonly CompleteHandler[] | null
 }
 
-export interface CompiledService {
-  readonly config: ServiceConfig
-  readonly targets: readonly Target[]
-  readonly balancer: Balancer
-}
+export type CompiledService = UpstreamService
 
 export interface CompiledRoute extends MatchableRoute {
   readonly config: RouteConfig

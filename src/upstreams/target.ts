@@ -6,6 +6,7 @@
 import { isIP } from 'node:net'
 import { Pool } from 'undici'
 import type { ServiceConfig, TargetConfig } from '../config/types.ts'
+import { TargetState } from './target-state.ts'
 
 export class Target {
   readonly url: string
@@ -21,10 +22,24 @@ export class Target {
    * so preserveHost or hostRewrite would change the SNI and churn connections.
    */
   readonly serverName: string | null
-  /** Requests currently sent to this target; balancers and metrics read it. */
-  inflight = 0
+  /** Serves only when every primary is down. */
+  readonly backup: boolean
+  /**
+   * Draining by config (`drain: true`). Copied into `state.draining` when this
+   * snapshot goes live (Selection.activate), not here: the state is shared
+   * with the snapshot still serving, and a reload may yet be refused.
+   */
+  readonly drain: boolean
+  /** Health, ejection, load and latency; carried over by a reload that keeps this target. */
+  readonly state: TargetState
 
-  constructor(config: TargetConfig, pool: Pool, poolKey: string, serverName: string | null = null) {
+  constructor(
+    config: TargetConfig,
+    pool: Pool,
+    poolKey: string,
+    serverName: string | null = null,
+    state: TargetState = new TargetState(performance.now()),
+  ) {
     this.url = config.url
     this.origin = config.origin
     this.host = new URL(config.origin).host
@@ -32,6 +47,9 @@ export class Target {
     this.pool = pool
     this.poolKey = poolKey
     this.serverName = serverName
+    this.backup = config.backup
+    this.state = state
+    this.drain = config.drain
   }
 }
 

@@ -5,60 +5,19 @@
  * back; the target's Server / X-Powered-By stay hidden.
  */
 import assert from 'node:assert/strict'
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { forwardedElement } from '../../src/proxy/headers.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { send } from '../helpers/http.ts'
 import { rawRequest, statusOf } from '../helpers/raw.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
-interface Reply {
-  status: number
-  headers: IncomingHttpHeaders
-  body: string
-}
-
 interface Echo {
   url: string
   headers: Record<string, string>
-}
-
-/** node:http sends any header as given (undici refuses hop-by-hop ones), and `rawHeaders` shows repeats. */
-function send(
-  url: string,
-  path: string,
-  options: { method?: string; headers?: Record<string, string | string[]>; body?: string } = {},
-) {
-  const { hostname, port } = new URL(url)
-  return new Promise<Reply>((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: hostname.replace(/^\[|\]$/g, ''),
-        port,
-        path,
-        method: options.method ?? 'GET',
-        headers: options.headers,
-        agent: false,
-      },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (chunk: Buffer) => chunks.push(chunk))
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString(),
-          }),
-        )
-        res.on('error', reject)
-      },
-    )
-    req.on('error', reject)
-    req.end(options.body)
-  })
 }
 
 async function echoed(url: string, path: string, options?: Parameters<typeof send>[2]) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import type { ServerResponse } from 'node:http'
-import { type AddressInfo, connect, createServer, type Server } from 'node:net'
+import { type AddressInfo, createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -12,6 +12,7 @@ import { Gateway, type ReloadResult } from '../../src/gateway.ts'
 import { killCli, type StartedCli, startCli } from '../helpers/cli.ts'
 import { eventually } from '../helpers/eventually.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { connectResult } from '../helpers/http.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 async function getJson(
@@ -20,18 +21,6 @@ async function getJson(
   const res = await request(url)
   const text = await res.body.text()
   return { status: res.statusCode, body: text.startsWith('{') ? JSON.parse(text) : { text } }
-}
-
-/** Resolves with the error code of a fresh TCP connection attempt ('connected' if it got in). */
-function connectResult(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve('connected')
-    })
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message))
-  })
 }
 
 describe('reload through the CLI', () => {

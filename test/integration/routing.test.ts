@@ -4,56 +4,16 @@
  * terminals (redirect, respond), 404 / 405 problems, and path normalization.
  */
 import assert from 'node:assert/strict'
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { send } from '../helpers/http.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
-
-interface Reply {
-  status: number
-  headers: IncomingHttpHeaders
-  body: string
-}
 
 interface Echo {
   name: string
   method: string
   url: string
   headers: Record<string, string>
-}
-
-/** node:http sends the path exactly as written (no URL parsing, so `..` and `//` survive). */
-function send(
-  port: number,
-  path: string,
-  options: { method?: string; headers?: Record<string, string> } = {},
-) {
-  return new Promise<Reply>((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method: options.method ?? 'GET',
-        headers: options.headers,
-        agent: false,
-      },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (chunk: Buffer) => chunks.push(chunk))
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString(),
-          }),
-        )
-        res.on('error', reject)
-      },
-    )
-    req.on('error', reject)
-    req.end()
-  })
 }
 
 describe('routing through the gateway', () => {

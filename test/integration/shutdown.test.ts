@@ -8,19 +8,8 @@ import { after, afterEach, before, describe, it } from 'node:test'
 import { request } from 'undici'
 import { killCli, type StartedCli, startCli } from '../helpers/cli.ts'
 import { eventually } from '../helpers/eventually.ts'
+import { connectResult } from '../helpers/http.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
-
-/** Resolves with the error code of a fresh TCP connection attempt ('connected' if it got in). */
-function connectResult(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve('connected')
-    })
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message))
-  })
-}
 
 /** A keep-alive connection that has had one complete response and now sits idle. */
 async function idleConnection(port: number): Promise<{ socket: Socket; closed: () => boolean }> {

@@ -14,7 +14,11 @@ describe('smooth weighted round robin', () => {
   function targets(...weights: number[]): Target[] {
     const list = weights.map((weight, i) => {
       const origin = `http://127.0.0.1:${10_001 + made.length + i}`
-      return new Target({ url: origin, origin, weight }, new Pool(origin), String.fromCharCode(97 + i))
+      return new Target(
+        { url: origin, origin, weight, backup: false, drain: false },
+        new Pool(origin),
+        String.fromCharCode(97 + i),
+      )
     })
     made.push(...list)
     return list
