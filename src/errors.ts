@@ -35,6 +35,7 @@ export const ERRORS = {
     title: 'Upstream sent an invalid response',
   },
   GH_NO_TARGET: { status: 503, slug: 'no-target-available', title: 'No upstream target available' },
+  GH_CIRCUIT_OPEN: { status: 503, slug: 'circuit-open', title: 'Circuit breaker open' },
   GH_SHUTTING_DOWN: { status: 503, slug: 'shutting-down', title: 'Gateway is shutting down' },
   GH_UPSTREAM_TIMEOUT: { status: 504, slug: 'upstream-timeout', title: 'Upstream did not answer in time' },
 } as const satisfies Record<string, { status: number; slug: string; title: string }>

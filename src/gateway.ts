@@ -100,7 +100,8 @@ export class Gateway {
   upstreamStates(): Record<string, TargetView[]> {
     const now = performance.now()
     const out: Record<string, TargetView[]> = {}
-    for (const [name, service] of this.#current.services) out[name] = describeTargets(service.targets, now)
+    for (const [name, service] of this.#current.services)
+      out[name] = describeTargets(service.targets, now, (target) => service.describeCircuit(target, now))
     return out
   }
 

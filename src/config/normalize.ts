@@ -21,10 +21,12 @@ import { schemaProblems, validateCopy, withOrigin } from './schema-errors.ts'
 import type {
   BalancerConfig,
   CertificateConfig,
+  CircuitBreakerConfig,
   Config,
   LimitsConfig,
   ListenerConfig,
   PluginUse,
+  RetryConfig,
   RouteConfig,
   ServiceConfig,
   StickyConfig,
@@ -343,17 +345,67 @@ function normalizeService(
     healthCheck: normalizeHealth(raw.healthCheck, [...path, 'healthCheck'], report),
     slowStartMs: parseDuration(raw.slowStart ?? '0s'),
     panicThreshold: raw.panicThreshold ?? 50,
+    circuitBreaker: normalizeCircuitBreaker(raw.circuitBreaker, [...path, 'circuitBreaker'], report),
     timeouts: {
       connectMs: parseDuration(raw.timeouts?.connect ?? '5s'),
       responseMs: parseDuration(raw.timeouts?.response ?? '60s'),
       idleMs: parseDuration(raw.timeouts?.idle ?? '60s'),
+      totalMs: parseDuration(raw.timeouts?.total ?? '0s'),
     },
+    retries: normalizeRetries(raw.retries),
     pool: {
       connections: raw.pool?.connections ?? 128,
       keepAliveTimeoutMs: parseDuration(raw.pool?.keepAliveTimeout ?? '4s'),
     },
     tls: { caFile, ca, serverName: raw.tls?.serverName ?? null, verify: raw.tls?.verify ?? true },
     plugins: plugins.list(raw.plugins, [...path, 'plugins']),
+  }
+}
+
+/** RFC 9110 §9.2.2. */
+const IDEMPOTENT_METHODS = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']
+
+/**
+ * Without a `retries` key a request is still retried once, on a connect
+ * failure only (the target never saw it), when it is idempotent and has no
+ * body: HAProxy's `retry-on conn-failure`, the failure nobody wants a client
+ * to see. A `retries` key turns on resets, timeouts and statuses too.
+ */
+function normalizeRetries(raw: RawService['retries']): RetryConfig {
+  return {
+    attempts: raw?.attempts ?? 2,
+    methods: raw?.methods ?? IDEMPOTENT_METHODS,
+    on: raw === undefined ? ['connect-failure'] : (raw.on ?? ['connect-failure', 'reset', 'timeout']),
+    statuses: raw === undefined ? [] : (raw.statuses ?? [502, 503, 504]),
+    perTryTimeoutMs: raw?.perTryTimeout === undefined ? null : parseDuration(raw.perTryTimeout),
+    backoff: {
+      baseMs: parseDuration(raw?.backoff?.base ?? '25ms'),
+      maxMs: parseDuration(raw?.backoff?.max ?? '250ms'),
+    },
+    budget: { percent: raw?.budget?.percent ?? 20, min: raw?.budget?.min ?? 3 },
+    bufferBodyBytes: raw === undefined ? 0 : parseSize(raw.bufferBody ?? '64kb'),
+  }
+}
+
+function normalizeCircuitBreaker(
+  raw: RawService['circuitBreaker'],
+  path: PathSegment[],
+  report: Report,
+): CircuitBreakerConfig | null {
+  if (raw === undefined) return null
+  const windowMs = parseDuration(raw.window ?? '10s')
+  const openForMs = parseDuration(raw.openFor ?? '30s')
+  // The window is counted in 10 buckets; a zero window or open time would make the breaker meaningless.
+  if (windowMs < 10) report([...path, 'window'], 'window must be at least 10ms')
+  if (openForMs <= 0) report([...path, 'openFor'], 'openFor must be longer than 0s')
+  return {
+    failureRate: raw.failureRate ?? 50,
+    windowMs,
+    minRequests: raw.minRequests ?? 20,
+    openForMs,
+    halfOpenRequests: raw.halfOpenRequests ?? 3,
+    statuses: raw.statuses ?? [502, 503, 504],
+    perTarget: raw.perTarget ?? false,
   }
 }
 
@@ -532,6 +584,14 @@ function normalizeRoute(
     preserveHost: raw.preserveHost ?? false,
     hostRewrite: raw.hostRewrite ?? null,
     maxBodySize: raw.maxBodySize === undefined ? null : parseSize(raw.maxBodySize),
+    timeouts:
+      raw.timeouts === undefined
+        ? null
+        : {
+            responseMs: raw.timeouts.response === undefined ? null : parseDuration(raw.timeouts.response),
+            idleMs: raw.timeouts.idle === undefined ? null : parseDuration(raw.timeouts.idle),
+            totalMs: raw.timeouts.total === undefined ? null : parseDuration(raw.timeouts.total),
+          },
     plugins: plugins.list(raw.plugins, [...path, 'plugins']),
   }
 }

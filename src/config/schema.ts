@@ -328,6 +328,125 @@ const HealthCheck = Strict(
   'How dead targets are found and taken out of rotation.',
 )
 
+const Retries = Strict(
+  {
+    attempts: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 10,
+        description:
+          'Tries of one request in all (the first and its retries), each to a different target; 1 turns retries off. Default 2.',
+      }),
+    ),
+    methods: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Z]+$' }), {
+        description:
+          'Methods that may be retried. Default the idempotent ones (RFC 9110 §9.2.2): GET, HEAD, OPTIONS, PUT, DELETE, TRACE.',
+      }),
+    ),
+    on: Type.Optional(
+      Type.Array(
+        Type.Union([Type.Literal('connect-failure'), Type.Literal('reset'), Type.Literal('timeout')]),
+        {
+          description:
+            'Failures that are retried: connect-failure (refused, connect timeout), reset (the connection closed before any response byte), timeout (no response head within perTryTimeout). Default all three.',
+        },
+      ),
+    ),
+    statuses: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 400, maximum: 599 }), {
+        description: 'Response statuses that are retried (the response is dropped). Default [502, 503, 504].',
+      }),
+    ),
+    perTryTimeout: Type.Optional(
+      Duration('Time each try waits for its response head; then the next try.', 'timeouts.response'),
+    ),
+    backoff: Type.Optional(
+      Strict(
+        {
+          base: Type.Optional(Duration('Backoff before the first retry is drawn from 0 to this.', '25ms')),
+          max: Type.Optional(Duration('Largest backoff; it doubles per retry up to this.', '250ms')),
+        },
+        'Exponential backoff with full jitter between tries.',
+      ),
+    ),
+    budget: Type.Optional(
+      Strict(
+        {
+          percent: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 100,
+              description: "Retries in flight as a share of the service's requests in flight. Default 20.",
+            }),
+          ),
+          min: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              description: 'Retries in flight always allowed, whatever the share. Default 3.',
+            }),
+          ),
+        },
+        'The retry budget (as Envoy): retries cannot multiply an outage.',
+      ),
+    ),
+    bufferBody: Type.Optional(
+      Size(
+        'Request bodies up to this size are kept so a retry can resend them; larger ones stream and are never retried; 0 retries only requests without a body.',
+        '64kb',
+      ),
+    ),
+  },
+  'Retries to another target. Without this key a request is retried once, on connect failure only, when it is idempotent and has no body.',
+)
+
+const CircuitBreaker = Strict(
+  {
+    failureRate: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100,
+        description: 'Percent of failed attempts within `window` that opens the breaker. Default 50.',
+      }),
+    ),
+    window: Type.Optional(
+      Duration('The rolling window attempts are counted in (10 buckets of a tenth each).', '10s'),
+    ),
+    minRequests: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        description: 'Attempts that must finish within `window` before the failure rate counts. Default 20.',
+      }),
+    ),
+    openFor: Type.Optional(
+      Duration(
+        'How long the breaker stays open (clients get 503 with Retry-After) before trial requests go through.',
+        '30s',
+      ),
+    ),
+    halfOpenRequests: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        description:
+          'Trial requests in flight at once while half-open; that many successes close the breaker, one failure opens it again. Default 3.',
+      }),
+    ),
+    statuses: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 500, maximum: 599 }), {
+        description:
+          'Response statuses that count as failures, beside connection failures, timeouts and invalid responses. Default [502, 503, 504].',
+      }),
+    ),
+    perTarget: Type.Optional(
+      Type.Boolean({
+        description:
+          'One breaker per target (an open target is taken out of rotation) instead of one for the whole service. Default false.',
+      }),
+    ),
+  },
+  'Circuit breaker: stop sending to a service (or target) that fails most requests, and test it again after a while.',
+)
+
 export const Service = Strict(
   {
     targets: Type.Array(Target, { minItems: 1, description: 'The copies of this service.' }),
@@ -348,6 +467,7 @@ export const Service = Strict(
           'When fewer than this percentage of the primary targets is healthy, balance over all primaries rather than overload the few (Envoy panic mode); 0 turns it off. Default 50.',
       }),
     ),
+    circuitBreaker: Type.Optional(CircuitBreaker),
     timeouts: Type.Optional(
       Strict(
         {
@@ -358,10 +478,17 @@ export const Service = Strict(
           idle: Type.Optional(
             Duration('Longest silence while a response body streams; then the reply is aborted.', '60s'),
           ),
+          total: Type.Optional(
+            Duration(
+              'Longest whole exchange, retries and backoff included: 504 if no response has started, else the client connection is cut; 0s turns it off.',
+              '0s',
+            ),
+          ),
         },
-        'Upstream timeouts.',
+        'Upstream timeouts; a route may override response, idle and total.',
       ),
     ),
+    retries: Type.Optional(Retries),
     pool: Type.Optional(
       Strict(
         {
@@ -501,6 +628,23 @@ export const Route = Strict(
       Size(
         "Largest request body on this route; overrides the listener's.",
         "the listener's limits.maxBodySize",
+      ),
+    ),
+    timeouts: Type.Optional(
+      Strict(
+        {
+          response: Type.Optional(
+            Duration('Time from sending the request to the response head, per try.', "the service's"),
+          ),
+          idle: Type.Optional(Duration('Longest silence while a response body streams.', "the service's")),
+          total: Type.Optional(
+            Duration(
+              'Longest whole exchange, retries and backoff included; 0s turns it off.',
+              "the service's",
+            ),
+          ),
+        },
+        "Overrides of the service's timeouts for this route (connect is a pool setting, per service only).",
       ),
     ),
     plugins: Type.Optional(PluginList),

@@ -78,7 +78,16 @@ export interface ServiceConfig {
   readonly slowStartMs: number
   /** Percent of healthy primaries below which all primaries are used; 0 = never. */
   readonly panicThreshold: number
-  readonly timeouts: { readonly connectMs: number; readonly responseMs: number; readonly idleMs: number }
+  /** null: no circuit breaker. */
+  readonly circuitBreaker: CircuitBreakerConfig | null
+  readonly timeouts: {
+    readonly connectMs: number
+    readonly responseMs: number
+    readonly idleMs: number
+    /** The whole exchange, retries and backoff included; 0 = off. */
+    readonly totalMs: number
+  }
+  readonly retries: RetryConfig
   readonly pool: { readonly connections: number; readonly keepAliveTimeoutMs: number }
   readonly tls: {
     readonly caFile: string | null
@@ -87,6 +96,30 @@ export interface ServiceConfig {
     readonly verify: boolean
   }
   readonly plugins: readonly PluginUse[]
+}
+
+/** What makes a failed try worth another (beside `statuses`). */
+export type RetryCondition = 'connect-failure' | 'reset' | 'timeout'
+
+export interface RetryConfig {
+  /** Tries in all, the first included; 1 = no retries. */
+  readonly attempts: number
+  readonly methods: readonly string[]
+  readonly on: readonly RetryCondition[]
+  readonly statuses: readonly number[]
+  /** Response-head timeout of each try; null = timeouts.response. */
+  readonly perTryTimeoutMs: number | null
+  readonly backoff: { readonly baseMs: number; readonly maxMs: number }
+  readonly budget: { readonly percent: number; readonly min: number }
+  /** Bodies up to this many bytes are kept for a retry; 0 = only body-less requests are retried. */
+  readonly bufferBodyBytes: number
+}
+
+/** A route's overrides of its service's timeouts; null where the service's apply. */
+export interface RouteTimeoutsConfig {
+  readonly responseMs: number | null
+  readonly idleMs: number | null
+  readonly totalMs: number | null
 }
 
 export type HashKeyConfig =
@@ -123,6 +156,23 @@ export interface ActiveHealthConfig {
   readonly unhealthyThreshold: number
 }
 
+export interface CircuitBreakerConfig {
+  /** Percent of failed attempts within the window that opens the breaker. */
+  readonly failureRate: number
+  /** The rolling window (counted in 10 buckets). */
+  readonly windowMs: number
+  /** Attempts that must have finished within the window before the rate counts. */
+  readonly minRequests: number
+  /** Open this long, then half-open. Also how long a trial that never reports holds its slot. */
+  readonly openForMs: number
+  /** Trials in flight at once while half-open; that many successes close the breaker. */
+  readonly halfOpenRequests: number
+  /** Response statuses that count as failures. */
+  readonly statuses: readonly number[]
+  /** One breaker per target instead of one for the service. */
+  readonly perTarget: boolean
+}
+
 export interface PassiveHealthConfig {
   readonly failures: number
   readonly windowMs: number
@@ -153,6 +203,8 @@ export interface RouteConfig {
   readonly preserveHost: boolean
   readonly hostRewrite: string | null
   readonly maxBodySize: number | null
+  /** null: the service's timeouts apply. */
+  readonly timeouts: RouteTimeoutsConfig | null
   readonly plugins: readonly PluginUse[]
 }
 

@@ -35,6 +35,8 @@ export interface AccessLogLine {
   client: string
   upstream: string | null
   upstreamMs: number | null
+  /** Tries sent upstream, retries included; 0 when Gatehouse answered alone. */
+  attempts: number
   /** Only when Gatehouse answered with a problem. */
   error?: string
   /** Only when the response did not complete: the client went away or the connection was cut. */
@@ -104,6 +106,7 @@ export function accessLogLine(ctx: RequestContext): AccessLogLine {
     client: ctx.clientIp,
     upstream: ctx.target?.origin ?? null,
     upstreamMs: ctx.upstreamTimeMs < 0 ? null : round(ctx.upstreamTimeMs),
+    attempts: ctx.attempts,
   }
   if (ctx.error !== null) line.error = ctx.error.code
   if (!ctx.res.writableFinished) line.aborted = true

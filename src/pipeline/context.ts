@@ -46,6 +46,8 @@ export class RequestContext {
   target: Target | null = null
   upstreamStart = 0
   upstreamTimeMs = -1
+  /** Tries sent upstream (the first and its retries); 0 when none was. */
+  attempts = 0
   status = 0
   bytesOut = 0
   error: GatehouseError | null = null

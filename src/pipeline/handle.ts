@@ -5,7 +5,7 @@
  * Any phase before handle may answer locally; every error takes sendError.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Http2ServerRequest } from 'node:http2'
+import { type Http2ServerRequest, constants as http2Constants } from 'node:http2'
 import type { Dispatcher } from 'undici'
 import { GatehouseError } from '../errors.ts'
 import { unmapIpv4 } from '../net/ip.ts'
@@ -29,6 +29,7 @@ export function handleRequest(
   const ctx = createContext(runtime, listener, req, res)
   runtime.inflight++
   res.once('close', () => complete(ctx))
+  if (req.httpVersionMajor === 2) armHttp2RequestTimeout(ctx, req as Http2ServerRequest)
   try {
     if (!accept(ctx)) return
     if (!route(ctx)) return
@@ -391,4 +392,30 @@ function complete(ctx: RequestContext): void {
       }
     }
   runtime.accessLog.write(ctx)
+}
+
+/**
+ * requestTimeout for an HTTP/2 stream. Node's server timeouts watch HTTP/1.1
+ * connections only, and an HTTP/2 session with an open stream is never idle,
+ * so a client dribbling a body would hold a stream (and its upstream request)
+ * forever. A request whose body has not fully arrived in time gets 408, or,
+ * when the response has already started, its stream is cancelled
+ * (RFC 9113 §8.1: RST_STREAM ends a request early).
+ */
+function armHttp2RequestTimeout(ctx: RequestContext, req: Http2ServerRequest): void {
+  if (req.stream.endAfterHeaders) return
+  const timer = setTimeout(() => {
+    if (req.complete) return
+    if (!ctx.replied) {
+      const seconds = ctx.listener.limits.requestTimeoutMs / 1000
+      sendProblem(
+        ctx,
+        new GatehouseError('GH_REQUEST_TIMEOUT', `The request was not received within ${seconds}s`),
+      )
+    }
+    if (!req.stream.closed) req.stream.close(http2Constants.NGHTTP2_CANCEL)
+  }, ctx.listener.limits.requestTimeoutMs)
+  const clear = () => clearTimeout(timer)
+  req.once('end', clear)
+  ctx.res.once('close', clear)
 }

@@ -1,8 +1,8 @@
 /**
  * The `proxy` terminal: pick a target, dispatch over its undici Pool, stream
- * both bodies with backpressure. Nothing is buffered: the request body is the
- * client's stream, the response body is written chunk by chunk, and a full
- * client socket pauses the upstream read.
+ * both bodies with backpressure. The response body is written chunk by
+ * chunk, and a full client socket pauses the upstream read; the request body
+ * is the client's stream, except where a retry may need it again (below).
  *
  * Every outcome ends in exactly one of: the upstream response relayed whole;
  * a problem+json reply (nothing was sent yet); the client connection cut (the
@@ -10,8 +10,17 @@
  * short one); nothing at all (the client had gone, and the upstream request
  * is cancelled). The handler's callbacks run inside undici's socket events,
  * so none of them may throw.
+ *
+ * Retries (the service's `retries`): a try that fails before any response
+ * byte (connect failure, reset, no head within the per-try timeout) or
+ * answers a retried status is tried again on a target not tried yet, after a
+ * jittered backoff, within the attempts and the service's retry budget. Only
+ * for the configured methods, and only with a body small enough to have been
+ * kept. A request that cannot be retried and has no total timeout takes the
+ * plain path: one handler, no Exchange, no buffering.
  */
 import type { Dispatcher } from 'undici'
+import type { RetryCondition, RetryConfig } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { ResponseHead } from '../pipeline/plugin.ts'
@@ -19,26 +28,110 @@ import { sendError, sendProblem } from '../pipeline/reply.ts'
 import type { CompiledService } from '../runtime/runtime.ts'
 import type { Target } from '../upstreams/target.ts'
 import { cleanResponseHeaders, upstreamRequestHeaders } from './headers.ts'
+import { backoffMs, keepBody, retryCondition } from './retry.ts'
 import { upstreamError } from './upstream-errors.ts'
 
-export function forward(
-  ctx: RequestContext,
-  service: CompiledService,
-  body: Dispatcher.DispatchOptions['body'],
-): void {
-  const target = service.choose(ctx)
-  if (target === null) {
-    fail(ctx, new GatehouseError('GH_NO_TARGET', `Service ${service.config.name} has no target available`))
+type RequestBody = Dispatcher.DispatchOptions['body']
+
+export function forward(ctx: RequestContext, service: CompiledService, body: RequestBody): void {
+  const retries = service.config.retries
+  const totalMs = ctx.route!.config.timeouts?.totalMs ?? service.config.timeouts.totalMs
+  const retriable = retries.attempts > 1 && retries.methods.includes(ctx.method)
+  if (retriable && body !== null) {
+    const length = ctx.req.headers['content-length']
+    if (
+      retries.bufferBodyBytes > 0 &&
+      (length === undefined || Number(length) <= retries.bufferBodyBytes) &&
+      isAsyncIterable(body)
+    ) {
+      forwardKept(ctx, service, body, retries.bufferBodyBytes, totalMs)
+      return
+    }
+    // Too big to keep: streamed as it comes, and a failure is the client's answer.
+    start(ctx, service, body, false, totalMs)
     return
   }
-  ctx.target = target
+  start(ctx, service, body, retriable, totalMs)
+}
+
+function start(
+  ctx: RequestContext,
+  service: CompiledService,
+  body: RequestBody,
+  retriable: boolean,
+  totalMs: number,
+): void {
+  if (!retriable && totalMs === 0) {
+    const target = firstTarget(ctx, service)
+    if (target !== null) dispatchTry(ctx, service, target, body, null, false)
+    return
+  }
+  new Exchange(ctx, service, body, retriable, totalMs).begin()
+}
+
+/** The first try's target; null when the client has been answered (no target, or a circuit breaker refused: 503). */
+function firstTarget(ctx: RequestContext, service: CompiledService): Target | null {
+  let target: Target | null
+  try {
+    target = service.choose(ctx)
+  } catch (error) {
+    // GH_CIRCUIT_OPEN from a breaker (service.ts); this may run after the body was kept, outside handle's catch.
+    fail(ctx, error)
+    return null
+  }
+  if (target === null) fail(ctx, noTarget(service))
+  return target
+}
+
+/** Reads a small body whole before the first try, so a retry can send it again. */
+function forwardKept(
+  ctx: RequestContext,
+  service: CompiledService,
+  body: AsyncIterable<Buffer>,
+  limit: number,
+  totalMs: number,
+): void {
+  keepBody(body, limit).then(
+    (kept) => {
+      // The client left (or a timeout answered) while its body arrived.
+      if (ctx.replied || ctx.res.destroyed) return
+      start(ctx, service, kept.body as unknown as RequestBody, kept.whole, totalMs)
+    },
+    (error: unknown) => {
+      // A 413 from the body limit; a client that went away has nobody to answer.
+      if (!ctx.replied && !ctx.res.destroyed) fail(ctx, error)
+    },
+  )
+}
+
+function isAsyncIterable(body: RequestBody): body is RequestBody & AsyncIterable<Buffer> {
+  return typeof body === 'object' && body !== null && Symbol.asyncIterator in body
+}
+
+function noTarget(service: CompiledService): GatehouseError {
+  return new GatehouseError('GH_NO_TARGET', `Service ${service.config.name} has no target available`)
+}
+
+/** Sends one try to `target`. `holdsRetry`: this try is a retry and gives its budget share back when it ends. */
+function dispatchTry(
+  ctx: RequestContext,
+  service: CompiledService,
+  target: Target,
+  body: RequestBody,
+  exchange: Exchange | null,
+  holdsRetry: boolean,
+): void {
   const route = ctx.route!
   const hostHeader = route.config.preserveHost
     ? (ctx.req.headers.host ?? (ctx.req.headers[':authority'] as string | undefined) ?? target.host)
     : (route.config.hostRewrite ?? target.host)
   const headers = upstreamRequestHeaders(ctx, hostHeader)
+  ctx.target = target
+  if (ctx.attempts++ === 0) ctx.upstreamStart = performance.now()
   target.state.inflight++
-  ctx.upstreamStart = performance.now()
+  const timeouts = service.config.timeouts
+  const overrides = route.config.timeouts
+  const responseMs = overrides?.responseMs ?? timeouts.responseMs
   const options: UpstreamOptions = {
     origin: target.origin,
     path: ctx.upstreamPath,
@@ -47,19 +140,164 @@ export function forward(
     body,
     // Fixed per target, not derived from the Host header (see Target.serverName).
     servername: target.serverName ?? undefined,
-    headersTimeout: service.config.timeouts.responseMs,
-    bodyTimeout: service.config.timeouts.idleMs,
+    headersTimeout: tighter(responseMs, service.config.retries.perTryTimeoutMs),
+    bodyTimeout: overrides?.idleMs ?? timeouts.idleMs,
   }
-  target.pool.dispatch(options, new ProxyHandler(ctx, service, target))
+  target.pool.dispatch(options, new ProxyHandler(ctx, service, target, exchange, holdsRetry))
+}
+
+/** The shorter of two timeouts where 0 (undici's "none") and null mean no limit. */
+function tighter(ms: number, other: number | null): number {
+  if (other === null || other === 0) return ms
+  return ms === 0 ? other : Math.min(ms, other)
 }
 
 /** undici takes a per-request `servername` (lib/core/request.js) that its types leave out. */
 type UpstreamOptions = Dispatcher.DispatchOptions & { servername?: string }
 
+/** A retried response's body is read and dropped (the connection stays reusable) up to this; beyond, the try is aborted. */
+const DISCARD_LIMIT = 64 * 1024
+
+/**
+ * One request's tries: the retry decisions, the backoff between tries, and
+ * the total timeout over all of them. Made only when a retry can happen or a
+ * total timeout is set.
+ */
+class Exchange {
+  readonly #ctx: RequestContext
+  readonly #service: CompiledService
+  readonly #body: RequestBody
+  readonly #retries: RetryConfig | null
+  /** Targets already tried, a retry goes elsewhere; made by the first retry (most requests have one try). */
+  #tried: Set<Target> | null = null
+  #first: Target | null = null
+  #backoff: NodeJS.Timeout | null = null
+  #total: NodeJS.Timeout | null = null
+  /** The client's answer is settled (total timeout, client gone): no more tries. */
+  #over = false
+  /** The try in flight, told when the total timeout expires. */
+  #current: ProxyHandler | null = null
+  /** Counted in the retry budget's requests in flight until #end. */
+  #counted = true
+
+  constructor(
+    ctx: RequestContext,
+    service: CompiledService,
+    body: RequestBody,
+    retriable: boolean,
+    totalMs: number,
+  ) {
+    this.#ctx = ctx
+    this.#service = service
+    this.#body = body
+    this.#retries = retriable ? service.config.retries : null
+    service.retryBudget.requests++
+    if (totalMs > 0) this.#total = setTimeout(() => this.#expire(totalMs), totalMs)
+  }
+
+  begin(): void {
+    const target = firstTarget(this.#ctx, this.#service)
+    if (target === null) this.#end()
+    else this.#send(target, false)
+  }
+
+  attach(handler: ProxyHandler): void {
+    this.#current = handler
+  }
+
+  /**
+   * After a failed try: schedules the next one and returns true, or returns
+   * false when the failure is the answer (not retried, attempts or budget
+   * spent, no other target).
+   */
+  retry(reason: RetryCondition | number): boolean {
+    const retries = this.#retries
+    const ctx = this.#ctx
+    if (retries === null || this.#over || ctx.replied || ctx.attempts >= retries.attempts) return false
+    if (typeof reason === 'number' ? !retries.statuses.includes(reason) : !retries.on.includes(reason))
+      return false
+    const service = this.#service
+    this.#tried ??= new Set([this.#first!])
+    // The budget first: choosing can take a half-open breaker's trial slot, which must not go unused.
+    if (!service.retryBudget.acquire(service.targets)) return false
+    let next: Target | null
+    try {
+      next = service.choose(ctx, this.#tried)
+    } catch {
+      // An open breaker refuses the retry: the failure in hand is the answer.
+      next = null
+    }
+    if (next === null) {
+      service.retryBudget.release()
+      return false
+    }
+    const delay = backoffMs(ctx.attempts, retries.backoff.baseMs, retries.backoff.maxMs)
+    this.#current = null
+    ctx.upstream = this
+    this.#backoff = setTimeout(() => {
+      this.#backoff = null
+      this.#send(next, true)
+    }, delay)
+    return true
+  }
+
+  /** The client connection closed: the response is over or abandoned; stop waiting. */
+  clientClosed(): void {
+    this.#over = true
+    this.#end()
+  }
+
+  /** The exchange is settled: no timers left, no longer a request in flight. */
+  #end(): void {
+    if (!this.#counted) return
+    this.#counted = false
+    this.#service.retryBudget.requests--
+    if (this.#total !== null) clearTimeout(this.#total)
+    this.#total = null
+    if (this.#backoff !== null) {
+      clearTimeout(this.#backoff)
+      this.#backoff = null
+      // The retry admitted for this backoff never ran.
+      this.#service.retryBudget.release()
+    }
+  }
+
+  #send(target: Target, holdsRetry: boolean): void {
+    if (this.#tried === null) this.#first = target
+    else this.#tried.add(target)
+    dispatchTry(this.#ctx, this.#service, target, this.#body, this, holdsRetry)
+  }
+
+  #expire(totalMs: number): void {
+    this.#total = null
+    const ctx = this.#ctx
+    if (this.#over || ctx.res.writableFinished) return
+    this.#over = true
+    const error = new GatehouseError(
+      'GH_UPSTREAM_TIMEOUT',
+      `The upstream exchange took longer than ${totalMs / 1000}s`,
+    )
+    this.#end()
+    if (this.#current !== null) this.#current.cancel(error)
+    else if (!ctx.replied) fail(ctx, error)
+  }
+
+  /** Called by the handler when the exchange's last try is over, whatever the outcome. */
+  done(): void {
+    this.#over = true
+    this.#end()
+  }
+}
+
 class ProxyHandler implements Dispatcher.DispatchHandler {
   readonly #ctx: RequestContext
   readonly #service: CompiledService
   readonly #target: Target
+  readonly #exchange: Exchange | null
+  /** This try is a retry: its share of the retry budget is given back when it ends. */
+  readonly #holdsRetry: boolean
+  /** When this try was sent; its latency is reported from here. */
+  readonly #start = performance.now()
   #controller: Dispatcher.DispatchController | null = null
   /** The upstream exchange is over (ended or failed); counted out of target.state.inflight once. */
   #done = false
@@ -67,27 +305,54 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   #abandoned = false
   /** An error of Gatehouse's own making that aborted the exchange; answered as itself, not as an upstream fault. */
   #localError: unknown = null
+  /** A retried status: its body is read and dropped, then the try ends quietly (the next try answers). */
+  #discarded = -1
   /** Resumes the upstream read once the client socket drains; made on the first pause only. */
   #onDrain: (() => void) | null = null
 
-  constructor(ctx: RequestContext, service: CompiledService, target: Target) {
+  constructor(
+    ctx: RequestContext,
+    service: CompiledService,
+    target: Target,
+    exchange: Exchange | null,
+    holdsRetry: boolean,
+  ) {
     this.#ctx = ctx
     this.#service = service
     this.#target = target
+    this.#exchange = exchange
+    this.#holdsRetry = holdsRetry
     ctx.upstream = this
+    if (exchange !== null) {
+      exchange.attach(this)
+      service.retryBudget.tries++
+    }
   }
 
   /** The client connection closed (after the response, or before it ended): cancels an unfinished exchange. */
   clientClosed(): void {
+    this.#exchange?.clientClosed()
     if (this.#done) return
     this.#abandoned = true
     // undici closes that upstream connection.
     this.#controller?.abort(new Error('client closed the connection'))
   }
 
+  /** The total timeout expired: answer with `error` (504) now, or cut a response already started. */
+  cancel(error: GatehouseError): void {
+    if (this.#done) return
+    if (this.#controller !== null) {
+      this.#abort(this.#controller, error)
+      return
+    }
+    // Still waiting for a connection: answer now; onRequestStart aborts the try when it comes.
+    this.#abandoned = true
+    fail(this.#ctx, error)
+  }
+
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller
-    // The client left while the request waited for a connection.
+    // The client left (or the total timeout answered) while the request waited for a connection.
     if (this.#abandoned) controller.abort(new Error('client closed the connection'))
   }
 
@@ -97,12 +362,13 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     const ctx = this.#ctx
+    const latencyMs = performance.now() - this.#start
+    this.#service.report(this.#target, { kind: 'response', status: statusCode, latencyMs })
+    if (this.#exchange?.retry(statusCode)) {
+      this.#discarded = 0
+      return
+    }
     ctx.upstreamTimeMs = performance.now() - ctx.upstreamStart
-    this.#service.report(this.#target, {
-      kind: 'response',
-      status: statusCode,
-      latencyMs: ctx.upstreamTimeMs,
-    })
     let head: ResponseHead
     try {
       head = upstreamResponseHead(ctx, statusCode, headers)
@@ -130,6 +396,11 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#discarded >= 0) {
+      this.#discarded += chunk.length
+      if (this.#discarded > DISCARD_LIMIT) controller.abort(new Error('retried response body dropped'))
+      return
+    }
     const res = this.#ctx.res
     this.#ctx.bytesOut += chunk.length
     if (!res.write(chunk)) {
@@ -141,6 +412,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, unknown>): void {
     this.#finish()
+    if (this.#discarded >= 0) return
+    this.#exchange?.done()
     const res = this.#ctx.res
     if (hasFields(trailers)) relayTrailers(this.#ctx, trailers)
     res.end()
@@ -148,9 +421,15 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     this.#finish()
+    // A retried status whose body could not be dropped cleanly: the next try answers.
+    if (this.#discarded >= 0) return
     const ctx = this.#ctx
-    if (this.#abandoned || ctx.res.destroyed) return
+    if (this.#abandoned || ctx.res.destroyed) {
+      this.#exchange?.done()
+      return
+    }
     if (ctx.replied) {
+      this.#exchange?.done()
       // Mid-body failure: cut the connection so the client sees an incomplete
       // response (no last chunk, or short of Content-Length), never a clean one.
       ctx.error = upstreamError(error, this.#target.origin)
@@ -158,12 +437,27 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
       return
     }
     if (ctx.upstreamTimeMs < 0) ctx.upstreamTimeMs = performance.now() - ctx.upstreamStart
-    if (error === this.#localError) {
-      fail(ctx, error)
+    if (this.#localError !== null) {
+      this.#exchange?.done()
+      fail(ctx, this.#localError)
       return
     }
     const mapped = upstreamError(error, this.#target.origin)
-    this.#service.report(this.#target, { kind: 'failure', error: mapped, latencyMs: ctx.upstreamTimeMs })
+    this.#service.report(this.#target, {
+      kind: 'failure',
+      error: mapped,
+      latencyMs: performance.now() - this.#start,
+    })
+    const exchange = this.#exchange
+    if (exchange !== null) {
+      const condition = retryCondition(error)
+      if (condition !== null && exchange.retry(condition)) {
+        // The next try decides the answer (and its upstreamTimeMs).
+        ctx.upstreamTimeMs = -1
+        return
+      }
+      exchange.done()
+    }
     fail(ctx, mapped)
   }
 
@@ -176,6 +470,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     if (this.#done) return
     this.#done = true
     this.#target.state.inflight--
+    if (this.#exchange !== null) this.#service.retryBudget.tries--
+    if (this.#holdsRetry) this.#service.retryBudget.release()
   }
 }
 

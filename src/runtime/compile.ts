@@ -16,6 +16,7 @@ import type { PluginDefinition, PluginHandlers } from '../pipeline/plugin.ts'
 import { compilePath } from '../routing/path-pattern.ts'
 import { Router, type ValueMatcher } from '../routing/router.ts'
 import { createBalancer } from '../upstreams/balancers/index.ts'
+import { createCircuit } from '../upstreams/breaker.ts'
 import { passiveObservers } from '../upstreams/health/passive.ts'
 import { recordLatency } from '../upstreams/latency.ts'
 import { UpstreamService } from '../upstreams/service.ts'
@@ -86,6 +87,12 @@ export function compile(config: Config, options: CompileOptions): Runtime {
         balancer: createBalancer(targets, service),
         sticky: createSticky(service, targets, options.previous?.services.get(name)?.sticky ?? null),
         observers: [recordLatency, ...passiveObservers(service, targets, selection, options.logger)],
+        circuit: createCircuit(
+          service,
+          targets,
+          selection,
+          options.previous?.services.get(name)?.circuit ?? null,
+        ),
       }))
       services.set(name, upstream)
       servicePlugins.set(name, instantiate(service.plugins, `service ${name}`))

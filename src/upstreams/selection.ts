@@ -32,6 +32,11 @@ export class Selection {
   #nextChange = Number.POSITIVE_INFINITY
   /** True when the last update found too few primaries up and opened all of them. */
   panic = false
+  /**
+   * Per-target circuit breakers (breaker.ts) set this: an open target is down,
+   * and stays out even in panic (its failure rate was measured, not guessed).
+   */
+  circuitOpen: ((target: Target) => boolean) | null = null
 
   constructor(targets: readonly Target[], config: Pick<ServiceConfig, 'panicThreshold'>) {
     this.#targets = targets
@@ -60,11 +65,12 @@ export class Selection {
     let primaries = 0
     let primariesUp = 0
     let backupsUp = 0
+    const circuitOpen = this.circuitOpen
     for (const target of this.#targets) {
       const s = target.state
       if (s.ejectedUntil > now && s.ejectedUntil < next) next = s.ejectedUntil
       if (target.weight <= 0 || s.draining) continue
-      const up = isUp(s, now)
+      const up = isUp(s, now) && !circuitOpen?.(target)
       if (!target.backup) {
         primaries++
         if (up) primariesUp++
@@ -74,9 +80,11 @@ export class Selection {
     const backupsServe = primariesUp === 0 && !panic
     for (const target of this.#targets) {
       const s = target.state
-      const up = isUp(s, now)
+      const open = circuitOpen?.(target) ?? false
+      const up = isUp(s, now) && !open
       let selectable = false
-      if (target.weight > 0 && !s.draining) selectable = target.backup ? backupsServe && up : up || panic
+      if (target.weight > 0 && !s.draining)
+        selectable = target.backup ? backupsServe && up : up || (panic && !open)
       // Slow start counts from the moment a target serves on its own merits again.
       if (selectable && up && !(s.selectable && s.up)) s.upSince = now
       s.selectable = selectable

@@ -10,6 +10,8 @@ import type { GatehouseError } from '../errors.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { ResponseHead } from '../pipeline/plugin.ts'
 import type { Balancer } from './balancer.ts'
+import type { CircuitView, ServiceCircuit } from './breaker.ts'
+import { RetryBudget } from './retry-budget.ts'
 import { Selection } from './selection.ts'
 import type { Target } from './target.ts'
 
@@ -28,6 +30,8 @@ export interface ServiceParts {
   } | null
   /** Observers of attempt outcomes (passive health, latency). */
   observers: readonly ((target: Target, outcome: AttemptOutcome, now: number) => void)[]
+  /** The circuit breaker(s); absent or null when not configured. */
+  circuit?: ServiceCircuit | null
 }
 
 export class UpstreamService {
@@ -35,8 +39,11 @@ export class UpstreamService {
   readonly targets: readonly Target[]
   readonly balancer: Balancer
   readonly selection: Selection
+  /** Caps retries to a share of the requests in flight (src/upstreams/retry-budget.ts). */
+  readonly retryBudget: RetryBudget
   readonly #sticky: ServiceParts['sticky']
   readonly #observers: ServiceParts['observers']
+  readonly #circuit: ServiceCircuit | null
 
   constructor(
     config: ServiceConfig,
@@ -46,15 +53,27 @@ export class UpstreamService {
     this.config = config
     this.targets = targets
     this.selection = new Selection(targets, config)
+    this.retryBudget = new RetryBudget(config.retries)
     const built = parts(this.selection)
     this.balancer = built.balancer
     this.#sticky = built.sticky
     this.#observers = built.observers
+    this.#circuit = built.circuit ?? null
   }
 
-  /** The target for this attempt, or null when none can take it (503). `exclude`: targets already tried. */
+  /**
+   * The target for this attempt, or null when none can take it (503). `exclude`: targets already tried.
+   * Throws GatehouseError GH_CIRCUIT_OPEN (503, Retry-After) when a circuit breaker refuses a first
+   * attempt; a retry (`exclude` not empty) that a breaker refuses gets null.
+   */
   choose(ctx: RequestContext, exclude?: ReadonlySet<Target>): Target | null {
-    this.selection.refresh(performance.now())
+    const now = performance.now()
+    this.selection.refresh(now)
+    if (this.#circuit !== null) return this.#circuit.choose(now, exclude, (skip) => this.#pick(ctx, skip))
+    return this.#pick(ctx, exclude)
+  }
+
+  #pick(ctx: RequestContext, exclude: ReadonlySet<Target> | undefined): Target | null {
     if (this.#sticky !== null) {
       const pinned = this.#sticky.find(ctx)
       if (pinned?.state.selectable && !exclude?.has(pinned)) return pinned
@@ -67,10 +86,21 @@ export class UpstreamService {
     return this.#sticky
   }
 
+  /** The circuit part, or null; a reload hands it to the next snapshot's service of the same name (its breakers). */
+  get circuit(): ServiceCircuit | null {
+    return this.#circuit
+  }
+
+  /** The circuit breaker that governs `target` (the service's or its own), or null without one. */
+  describeCircuit(target: Target, now: number): CircuitView | null {
+    return this.#circuit?.describe(target, now) ?? null
+  }
+
   report(target: Target, outcome: AttemptOutcome): void {
-    if (this.#observers.length === 0) return
+    if (this.#observers.length === 0 && this.#circuit === null) return
     const now = performance.now()
     for (const observe of this.#observers) observe(target, outcome, now)
+    this.#circuit?.report(target, outcome, now)
   }
 
   /** Called on the response head from `target` before it is written (sticky cookie). */

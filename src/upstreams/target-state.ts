@@ -7,6 +7,7 @@
  * Times are milliseconds on the gateway's clock (`performance.now()` unless
  * a test injects one).
  */
+import type { CircuitView } from './breaker.ts'
 import type { Target } from './target.ts'
 
 export class TargetState {
@@ -85,14 +86,21 @@ export interface TargetView extends TargetStateView {
   url: string
   weight: number
   backup: boolean
+  /** The circuit breaker that governs the target (the service's, or its own with `perTarget`); null without one. */
+  circuit: CircuitView | null
 }
 
-/** The view of every target of one service, in config order. */
-export function describeTargets(targets: readonly Target[], now: number): TargetView[] {
+/** The view of every target of one service, in config order; `circuitOf`: the service's breaker view of a target. */
+export function describeTargets(
+  targets: readonly Target[],
+  now: number,
+  circuitOf: (target: Target, now: number) => CircuitView | null = () => null,
+): TargetView[] {
   return targets.map((target) => ({
     url: target.url,
     weight: target.weight,
     backup: target.backup,
     ...target.state.describe(now),
+    circuit: circuitOf(target, now),
   }))
 }

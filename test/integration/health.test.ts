@@ -459,6 +459,7 @@ routes: [{path: /, service: svc}]
       inflight: 0,
       ejections: 0,
       lastCheckFailure: null,
+      circuit: null,
     })
     assert.equal(backup.url, k.url)
     assert.equal(backup.backup, true)

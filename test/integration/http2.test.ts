@@ -122,6 +122,15 @@ listeners:
     tls:
       certificates:
         - {cert: ${cert.certFile}, key: ${cert.keyFile}}
+  - name: slow-body
+    port: 0
+    host: 127.0.0.1
+    limits:
+      headersTimeout: 300ms
+      requestTimeout: 600ms
+    tls:
+      certificates:
+        - {cert: ${cert.certFile}, key: ${cert.keyFile}}
   - name: h1-only
     port: 0
     host: 127.0.0.1
@@ -323,6 +332,32 @@ routes:
     await assert.rejects(alpn(gw.port('h1-only'), ['h2']), {
       code: 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL',
     })
+  })
+
+  it('answers 408 to an HTTP/2 body that does not arrive within requestTimeout', async () => {
+    const slow = http2Connect(`https://127.0.0.1:${gw.port('slow-body')}`, {
+      ca: pki.ca.cert,
+      servername: 'api.example.com',
+    })
+    slow.on('error', () => {})
+    try {
+      const stream = slow.request({ ':method': 'POST', ':path': '/upload' })
+      stream.write('part of a body that never ends')
+      const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        let status = 0
+        const chunks: Buffer[] = []
+        stream.on('response', (headers) => {
+          status = Number(headers[':status'])
+        })
+        stream.on('data', (chunk: Buffer) => chunks.push(chunk))
+        stream.on('close', () => resolve({ status, body: Buffer.concat(chunks).toString() }))
+        stream.on('error', reject)
+      })
+      assert.equal(reply.status, 408)
+      assert.equal((JSON.parse(reply.body) as { code: string }).code, 'GH_REQUEST_TIMEOUT')
+    } finally {
+      slow.destroy()
+    }
   })
 
   it('closes an HTTP/2 session left idle for keepAliveTimeout with GOAWAY', async () => {

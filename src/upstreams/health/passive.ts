@@ -27,7 +27,7 @@ import type { AttemptOutcome, ServiceParts } from '../service.ts'
 import type { Target } from '../target.ts'
 
 /** Gatehouse errors that mean the target failed (others are Gatehouse's own, e.g. a plugin). */
-const TARGET_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+export const TARGET_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'GH_UPSTREAM_UNREACHABLE',
   'GH_UPSTREAM_TIMEOUT',
   'GH_UPSTREAM_BAD_RESPONSE',
