@@ -100,8 +100,11 @@ export class Gateway {
   upstreamStates(): Record<string, TargetView[]> {
     const now = performance.now()
     const out: Record<string, TargetView[]> = {}
-    for (const [name, service] of this.#current.services)
+    for (const [name, service] of this.#current.services) {
+      // An ejection that ran out while the service was idle has not been noticed by a request yet.
+      service.selection.refresh(now)
       out[name] = describeTargets(service.targets, now, (target) => service.describeCircuit(target, now))
+    }
     return out
   }
 

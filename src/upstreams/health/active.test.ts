@@ -248,6 +248,19 @@ describe('active health checker', () => {
     assert.equal(lines[0].target, t.url)
   })
 
+  it('ends a passive ejection when an active check passes, keeping the ejection count', async () => {
+    const { upstream } = await healthServer()
+    const t = target(upstream.url)
+    const svc = service('svc', [t, target(upstream.url)], {})
+    t.state.ejectedUntil = performance.now() + 60_000
+    t.state.ejections = 2
+    svc.selection.update(performance.now())
+    assert.equal(t.state.selectable, false)
+    checker().update(new Map([['svc', svc]]))
+    await eventually(() => t.state.ejectedUntil === 0 && t.state.selectable, { timeout: 10_000 })
+    assert.equal(t.state.ejections, 2)
+  })
+
   it('keeps the checks of targets that remain, stops removed ones, starts new ones, and stops', async () => {
     const a = await healthServer()
     const b = await healthServer()

@@ -151,6 +151,7 @@ export class ActiveHealthChecker {
   #record(check: Check, result: ProbeResult): void {
     const state = check.target.state
     state.lastCheckFailure = result.ok ? null : result.reason
+    if (result.ok && state.healthy) this.#unejectOnPass(check)
     if (result.ok === state.healthy) {
       state.streak = 0
       return
@@ -165,6 +166,24 @@ export class ActiveHealthChecker {
     if (result.ok) this.#logger.info(fields, 'target up: passed its active health checks')
     else
       this.#logger.warn({ ...fields, reason: result.reason }, 'target down: failed its active health checks')
+  }
+
+  /**
+   * A passing check ends a passive ejection early, as Envoy does by default
+   * (outlier_detection.successful_active_health_check_uneject_host): a target
+   * that was reset or restarted need not sit out its whole ejection. Its
+   * ejection count stays, so a failure right after ejects it for longer.
+   */
+  #unejectOnPass(check: Check): void {
+    const state = check.target.state
+    const now = this.#now()
+    if (state.ejectedUntil <= now) return
+    state.ejectedUntil = 0
+    check.service.selection.update(now)
+    this.#logger.info(
+      { service: check.service.config.name, target: check.target.url },
+      'target back: a passing active health check ended its ejection',
+    )
   }
 
   #cancel(check: Check): void {
