@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { Pool } from 'undici'
+import { ok, refused, status500, status503 } from '../../test/helpers/outcomes.ts'
 import { ConfigError, loadConfigText } from '../config/index.ts'
 import type { CircuitBreakerConfig } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
@@ -20,14 +21,6 @@ const config: CircuitBreakerConfig = {
   perTarget: false,
 }
 
-const ok: AttemptOutcome = { kind: 'response', status: 200, latencyMs: 1 }
-const status500: AttemptOutcome = { kind: 'response', status: 500, latencyMs: 1 }
-const status503: AttemptOutcome = { kind: 'response', status: 503, latencyMs: 1 }
-const refused: AttemptOutcome = {
-  kind: 'failure',
-  error: new GatehouseError('GH_UPSTREAM_UNREACHABLE', 'refused'),
-  latencyMs: 1,
-}
 const local: AttemptOutcome = {
   kind: 'failure',
   error: new GatehouseError('GH_INTERNAL', 'a plugin'),

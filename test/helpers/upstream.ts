@@ -1,6 +1,7 @@
 /** Real upstream servers for tests, on 127.0.0.1 port 0. */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import { eventually } from './eventually.ts'
 
 export interface Upstream {
   readonly url: string
@@ -43,4 +44,23 @@ export async function startUpstream(name = 'upstream', handler?: UpstreamHandler
         server.close(() => resolve())
       }),
   }
+}
+
+/**
+ * Listens on a given port of 127.0.0.1, retrying briefly while the port of a
+ * server just killed is still settling; resolves with the bound port.
+ */
+export async function listenOn(server: Server, port: number): Promise<number> {
+  await eventually(
+    () =>
+      new Promise<boolean>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', reject)
+          resolve(true)
+        })
+      }),
+    { timeout: 5000, interval: 100 },
+  )
+  return (server.address() as AddressInfo).port
 }

@@ -9,11 +9,12 @@
  */
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { after, describe, it } from 'node:test'
 import { Agent, request } from 'undici'
 import { eventually } from '../helpers/eventually.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { listenOn } from '../helpers/upstream.ts'
 
 type Mode = 'ok' | 'hang' | 'error500' | 'reset-half' | 'unavailable'
 
@@ -64,19 +65,8 @@ async function backend(name: string, mode: Mode = 'ok', port = 0): Promise<Backe
     if (connections++ % 2 === 0) resetting.add(socket)
     socket.once('close', () => sockets.delete(socket))
   })
-  // Restarting on the port of a killed target: retry briefly should the port still be settling.
-  await eventually(
-    () =>
-      new Promise<boolean>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(port, '127.0.0.1', () => {
-          server.off('error', reject)
-          resolve(true)
-        })
-      }),
-    { timeout: 5000, interval: 100 },
-  )
-  const bound = (server.address() as AddressInfo).port
+  // Restarting on the port of a killed target: listenOn retries while the port settles.
+  const bound = await listenOn(server, port)
   const self: Backend = {
     name,
     port: bound,

@@ -15,7 +15,7 @@ import { after, describe, it } from 'node:test'
 import { request } from 'undici'
 import { eventually } from '../helpers/eventually.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { startUpstream } from '../helpers/upstream.ts'
+import { listenOn, startUpstream } from '../helpers/upstream.ts'
 
 /** A backend: `/health` answers `health`, `/slow` waits for release(), anything else JSON {name}. */
 interface Backend {
@@ -53,19 +53,8 @@ async function backend(name: string, port = 0): Promise<Backend> {
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
   })
-  // Restarting on the port of a killed backend: retry briefly should the port still be settling.
-  await eventually(
-    () =>
-      new Promise<boolean>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(port, '127.0.0.1', () => {
-          server.off('error', reject)
-          resolve(true)
-        })
-      }),
-    { timeout: 5000, interval: 100 },
-  )
-  const bound = (server.address() as AddressInfo).port
+  // Restarting on the port of a killed target: listenOn retries while the port settles.
+  const bound = await listenOn(server, port)
   const self: Backend = {
     name,
     port: bound,

@@ -1,26 +1,13 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { Pool } from 'undici'
+import { ok, refused, status500, status503, timedOut } from '../../../test/helpers/outcomes.ts'
 import type { PassiveHealthConfig, ServiceConfig } from '../../config/types.ts'
 import { GatehouseError } from '../../errors.ts'
 import { Selection } from '../selection.ts'
 import type { AttemptOutcome } from '../service.ts'
 import { Target } from '../target.ts'
 import { passiveObservers } from './passive.ts'
-
-const ok: AttemptOutcome = { kind: 'response', status: 200, latencyMs: 1 }
-const status500: AttemptOutcome = { kind: 'response', status: 500, latencyMs: 1 }
-const status503: AttemptOutcome = { kind: 'response', status: 503, latencyMs: 1 }
-const refused: AttemptOutcome = {
-  kind: 'failure',
-  error: new GatehouseError('GH_UPSTREAM_UNREACHABLE', 'refused'),
-  latencyMs: 1,
-}
-const timedOut: AttemptOutcome = {
-  kind: 'failure',
-  error: new GatehouseError('GH_UPSTREAM_TIMEOUT', 'slow'),
-  latencyMs: 1,
-}
 
 const passive: PassiveHealthConfig = {
   failures: 3,
