@@ -22,7 +22,13 @@ import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 const EXAMPLES = join(ROOT, 'examples')
 /** Where each example is exercised; the test below checks none is missing. */
-const TESTED = { demo: 'demo.test.ts', basic: 'here', tls: 'here', 'ip-allowlist': 'here' }
+const TESTED = {
+  demo: 'demo.test.ts',
+  basic: 'here',
+  'load-balancing': 'here',
+  tls: 'here',
+  'ip-allowlist': 'here',
+}
 
 interface RunningExample {
   gateway: Gateway
@@ -93,6 +99,40 @@ describe('examples', () => {
       const files = await readdir(join(EXAMPLES, folder.name))
       assert.ok(files.includes('gatehouse.yaml') && files.includes('README.md'), folder.name)
     }
+  })
+
+  describe('load-balancing', () => {
+    const copies: Upstream[] = []
+    let example: RunningExample
+    before(async () => {
+      for (const name of ['api-1', 'api-2', 'api-3']) copies.push(await startUpstream(name))
+      example = await startExample('load-balancing', [
+        firstListener(8080),
+        ['http://127.0.0.1:9001', copies[0].url],
+        ['http://127.0.0.1:9002', copies[1].url],
+        ['http://127.0.0.1:9003', copies[2].url],
+      ])
+    })
+    after(async () => {
+      await example.stop()
+      await Promise.all(copies.map((u) => u.close()))
+    })
+
+    it('spreads over the three copies and survives one dying with no client error', async () => {
+      const seen = new Set<unknown>()
+      for (let i = 0; i < 9; i++) seen.add((await get(`${example.url()}/api/items`)).json.name)
+      assert.deepEqual([...seen].sort(), ['api-1', 'api-2', 'api-3'])
+      await copies[1].close()
+      const statuses: number[] = []
+      const names = new Set<unknown>()
+      for (let i = 0; i < 30; i++) {
+        const res = await get(`${example.url()}/api/items`)
+        statuses.push(res.status)
+        names.add(res.json.name)
+      }
+      assert.deepEqual([...new Set(statuses)], [200], 'every request answered 200')
+      assert.equal(names.has('api-2'), false)
+    })
   })
 
   describe('basic', () => {
