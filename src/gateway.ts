@@ -17,8 +17,16 @@ import type { PluginDefinition } from './pipeline/plugin.ts'
 import { builtinPlugins } from './plugins/index.ts'
 import { compile, releaseUnshared } from './runtime/compile.ts'
 import type { Runtime } from './runtime/runtime.ts'
+import { Discovery } from './upstreams/discovery/discovery.ts'
 import { ActiveHealthChecker } from './upstreams/health/active.ts'
 import { describeTargets, type TargetView } from './upstreams/target-state.ts'
+
+/**
+ * How long start() waits for discovery's first answers (Envoy waits for the
+ * first resolution too). A source still silent then leaves its service
+ * without targets (503 GH_NO_TARGET) until it answers.
+ */
+const FIRST_DISCOVERY_WAIT_MS = 5000
 
 export interface GatewayOptions {
   /** The config file; reload reads it again. */
@@ -46,15 +54,25 @@ export class Gateway {
   #stopped = false
   /** Active health checks, once per process: told of each snapshot that starts serving. */
   readonly #health: ActiveHealthChecker
+  /** The config as loaded (frozen); the running snapshot's is this with discovered targets filled in. */
+  #base: Config
+  readonly #discovery: Discovery
+  /** Reloads and discovery rebuilds run one at a time, in this chain. */
+  #lock: Promise<unknown> = Promise.resolve()
+  #rebuildQueued = false
 
   private constructor(
     options: GatewayOptions,
     plugins: ReadonlyMap<string, PluginDefinition<never>>,
     runtime: Runtime,
+    base: Config,
+    discovery: Discovery,
   ) {
     this.#options = options
     this.#plugins = plugins
     this.#current = runtime
+    this.#base = base
+    this.#discovery = discovery
     this.#health = new ActiveHealthChecker({ logger: options.logger })
   }
 
@@ -62,17 +80,43 @@ export class Gateway {
   static async start(options: GatewayOptions): Promise<Gateway> {
     const plugins = options.plugins ?? builtinPlugins()
     const config = await loadConfig(options.configFile, { plugins, env: options.env })
-    const runtime = compile(config, { plugins, logger: options.logger, previous: null, version: 1 })
-    activateServices(runtime)
-    const gateway = new Gateway(options, plugins, runtime)
+    let gateway: Gateway | null = null
+    const discovery = new Discovery({
+      logger: options.logger,
+      env: options.env,
+      // Answers before the gateway exists are read by the first compile below.
+      onChange: () => {
+        if (gateway) gateway.#discoveryChanged()
+      },
+    })
+    let runtime: Runtime
     try {
-      await gateway.#syncListeners(runtime)
+      discovery.sync(config)
+      await discovery.ready(FIRST_DISCOVERY_WAIT_MS)
+      runtime = compile(discovery.apply(config), {
+        plugins,
+        logger: options.logger,
+        previous: null,
+        version: 1,
+      })
     } catch (error) {
-      await gateway.stop(0)
+      discovery.stop()
       throw error
     }
-    gateway.#health.update(runtime.services)
-    return gateway
+    activateServices(runtime)
+    const started = new Gateway(options, plugins, runtime, config, discovery)
+    gateway = started
+    try {
+      // In the chain: a discovery rebuild arriving meanwhile waits until the listeners are up.
+      await started.#exclusive(async () => {
+        await started.#syncListeners(runtime)
+        started.#health.update(runtime.services)
+      })
+    } catch (error) {
+      await started.stop(0)
+      throw error
+    }
+    return started
   }
 
   get runtime(): Runtime {
@@ -122,7 +166,7 @@ export class Gateway {
       })
       return this.#queued
     }
-    this.#reloading = this.#reload().finally(() => {
+    this.#reloading = this.#exclusive(() => this.#reload()).finally(() => {
       this.#reloading = null
     })
     return this.#reloading
@@ -133,12 +177,20 @@ export class Gateway {
     const old = this.#current
     if (this.#stopped) return { ok: false, error: new Error('the gateway is stopping') }
     let next: Runtime
+    let base: Config
     try {
       const config = await loadConfig(this.#options.configFile, {
         plugins: this.#plugins,
         env: this.#options.env,
       })
-      next = compile(config, { plugins: this.#plugins, logger, previous: old, version: old.version + 1 })
+      // Sources whose settings did not change keep their last targets; new ones answer after the swap.
+      next = compile(this.#discovery.apply(config), {
+        plugins: this.#plugins,
+        logger,
+        previous: old,
+        version: old.version + 1,
+      })
+      base = config
     } catch (error) {
       // The message lists every problem as file:line:column; `problems` carries them for log processors.
       logger.error(
@@ -147,6 +199,20 @@ export class Gateway {
       )
       return { ok: false, error: error as Error }
     }
+    const swapped = await this.#swapIn(old, next, 'reload')
+    if (!swapped.ok) return swapped
+    this.#base = base
+    this.#discovery.sync(base)
+    logger.info({ version: next.version }, 'configuration reloaded')
+    return swapped
+  }
+
+  /**
+   * Opens the listeners `next` needs, then makes it the snapshot new
+   * requests get; the old one finishes its requests and is retired.
+   */
+  async #swapIn(old: Runtime, next: Runtime, what: string): Promise<ReloadResult> {
+    const logger = this.#options.logger
     if (this.#stopped) {
       void releaseUnshared(next, old)
       return { ok: false, error: new Error('the gateway is stopping') }
@@ -156,7 +222,7 @@ export class Gateway {
     } catch (error) {
       logger.error(
         { err: error },
-        `reload refused, still serving version ${old.version}: ${listenFailure(error)}`,
+        `${what} refused, still serving version ${old.version}: ${listenFailure(error)}`,
       )
       void releaseUnshared(next, old)
       return { ok: false, error: error as Error }
@@ -165,8 +231,53 @@ export class Gateway {
     activateServices(next)
     this.#health.update(next.services)
     this.#retire(old, next)
-    logger.info({ version: next.version }, 'configuration reloaded')
     return { ok: true, version: next.version }
+  }
+
+  /** Runs `task` after every reload or rebuild before it has finished. */
+  #exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(task)
+    this.#lock = run.catch(() => {})
+    return run
+  }
+
+  /**
+   * A discovery source found a new list. The running snapshot is not touched:
+   * a new one is compiled from the loaded config with the discovered lists
+   * and swapped in as a reload is, so targets that remain keep their pools,
+   * health and breaker state (compile carries them over by service and
+   * origin) and requests in flight finish where they started. Changes that
+   * arrive while a rebuild waits its turn share it.
+   */
+  #discoveryChanged(): void {
+    if (this.#rebuildQueued || this.#stopped) return
+    this.#rebuildQueued = true
+    void this.#exclusive(async () => {
+      this.#rebuildQueued = false
+      await this.#rebuild()
+    })
+  }
+
+  async #rebuild(): Promise<void> {
+    if (this.#stopped) return
+    const old = this.#current
+    let next: Runtime
+    try {
+      next = compile(this.#discovery.apply(this.#base), {
+        plugins: this.#plugins,
+        logger: this.#options.logger,
+        previous: old,
+        version: old.version + 1,
+      })
+    } catch (error) {
+      this.#options.logger.error(
+        { err: error },
+        `discovered targets refused, still serving version ${old.version}`,
+      )
+      return
+    }
+    const swapped = await this.#swapIn(old, next, 'discovered targets')
+    if (swapped.ok) this.#options.logger.info({ version: next.version }, 'discovered targets applied')
   }
 
   #retire(old: Runtime, next: Runtime | null): void {
@@ -275,8 +386,10 @@ export class Gateway {
     this.#stopped = true
     this.#watcher?.close()
     this.#health.stop()
-    // A reload under way finishes first (one queued after it sees `stopped` and does nothing).
+    this.#discovery.stop()
+    // A reload or rebuild under way finishes first (one queued after it sees `stopped` and does nothing).
     await this.#reloading?.catch(() => {})
+    await this.#lock
     for (const running of this.#listeners.values()) running.close()
     const all = [...this.#listeners.values(), ...this.#closing]
     const deadline = Date.now() + graceMs

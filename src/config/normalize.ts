@@ -16,13 +16,14 @@ import { isIpOrCidr } from '../net/ip.ts'
 import type { PluginDefinition } from '../pipeline/plugin.ts'
 import type { LoadedFile } from './load.ts'
 import { type ConfigProblem, didYouMean, formatPath, type PathSegment } from './problems.ts'
-import type { RawConfig, RawListener, RawPluginRef, RawRoute, RawService } from './schema.ts'
+import type { RawConfig, RawListener, RawPluginRef, RawRoute, RawService, RawTarget } from './schema.ts'
 import { schemaProblems, validateCopy, withOrigin } from './schema-errors.ts'
 import type {
   BalancerConfig,
   CertificateConfig,
   CircuitBreakerConfig,
   Config,
+  DiscoveryConfig,
   LimitsConfig,
   ListenerConfig,
   PluginUse,
@@ -201,7 +202,7 @@ function routeKey(route: RouteConfig): string {
   ])
 }
 
-type Report = (path: PathSegment[], message: string, atKey?: boolean) => void
+export type Report = (path: PathSegment[], message: string, atKey?: boolean) => void
 
 const DEFAULT_LIMITS: LimitsConfig = {
   maxHeaderSize: 16 * 1024,
@@ -327,19 +328,18 @@ function normalizeService(
   plugins: PluginResolver,
   report: Report,
 ): ServiceConfig {
-  const targets: TargetConfig[] = raw.targets.map((t, i) => {
-    const url = typeof t === 'string' ? t : t.url
-    const weight = typeof t === 'string' ? 1 : (t.weight ?? 1)
-    const backup = typeof t === 'string' ? false : (t.backup ?? false)
-    const drain = typeof t === 'string' ? false : (t.drain ?? false)
-    const at = typeof t === 'string' ? [...path, 'targets', i] : [...path, 'targets', i, 'url']
-    return { url, origin: targetOrigin(url, at, report), weight, backup, drain }
-  })
+  // Exactly one of the two: a static list, or where to discover one.
+  if (raw.targets === undefined && raw.discovery === undefined)
+    report(path, 'give the service its targets, or discovery to find them', true)
+  if (raw.targets !== undefined && raw.discovery !== undefined)
+    report([...path, 'discovery'], 'give either targets or discovery, not both', true)
+  const targets = normalizeTargets(raw.targets ?? [], [...path, 'targets'], report)
   const caFile = raw.tls?.ca === undefined ? null : resolve(baseDir, raw.tls.ca)
   const ca = caFile === null ? null : readText(caFile, [...path, 'tls', 'ca'], 'CA', report)
   return {
     name,
     targets,
+    discovery: normalizeDiscovery(raw.discovery, [...path, 'discovery'], baseDir, report),
     balancer: normalizeBalancer(raw.balancer),
     sticky: normalizeSticky(raw.sticky),
     healthCheck: normalizeHealth(raw.healthCheck, [...path, 'healthCheck'], report),
@@ -359,6 +359,49 @@ function normalizeService(
     },
     tls: { caFile, ca, serverName: raw.tls?.serverName ?? null, verify: raw.tls?.verify ?? true },
     plugins: plugins.list(raw.plugins, [...path, 'plugins']),
+  }
+}
+
+/** Also checks a discovery file's list (src/upstreams/discovery/file.ts). */
+export function normalizeTargets(
+  raw: readonly RawTarget[],
+  path: PathSegment[],
+  report: Report,
+): TargetConfig[] {
+  return raw.map((t, i) => {
+    const url = typeof t === 'string' ? t : t.url
+    const weight = typeof t === 'string' ? 1 : (t.weight ?? 1)
+    const backup = typeof t === 'string' ? false : (t.backup ?? false)
+    const drain = typeof t === 'string' ? false : (t.drain ?? false)
+    const at = typeof t === 'string' ? [...path, i] : [...path, i, 'url']
+    return { url, origin: targetOrigin(url, at, report), weight, backup, drain }
+  })
+}
+
+function normalizeDiscovery(
+  raw: RawService['discovery'],
+  path: PathSegment[],
+  baseDir: string,
+  report: Report,
+): DiscoveryConfig | null {
+  if (raw === undefined) return null
+  if ('file' in raw) return { kind: 'file', path: resolve(baseDir, raw.file.path) }
+  const dns = raw.dns
+  const type = dns.type ?? 'A'
+  if (type !== 'SRV' && dns.port === undefined)
+    report([...path, 'dns'], `port is required for ${type} records (they carry no port)`)
+  if (type === 'SRV' && dns.port !== undefined)
+    report([...path, 'dns', 'port'], 'SRV records carry their own ports: remove port')
+  const intervalMs = parseDuration(dns.interval ?? '30s')
+  if (intervalMs < 1000) report([...path, 'dns', 'interval'], 'interval must be at least 1s')
+  return {
+    kind: 'dns',
+    name: dns.name,
+    type,
+    port: type === 'SRV' ? null : (dns.port ?? null),
+    scheme: dns.scheme ?? 'http',
+    intervalMs,
+    servers: dns.servers ?? [],
   }
 }
 

@@ -152,7 +152,7 @@ export const Listener = Strict(
   'A port Gatehouse accepts connections on.',
 )
 
-const Target = Type.Union(
+export const Target = Type.Union(
   [
     Type.String({ description: 'Target URL, http:// or https://, with host and port.' }),
     Strict(
@@ -447,9 +447,78 @@ const CircuitBreaker = Strict(
   'Circuit breaker: stop sending to a service (or target) that fails most requests, and test it again after a while.',
 )
 
+const Discovery = Type.Union(
+  [
+    Strict(
+      {
+        dns: Strict(
+          {
+            name: Type.String({ minLength: 1, description: 'The DNS name to resolve.' }),
+            type: Type.Optional(
+              Type.Union([Type.Literal('A'), Type.Literal('AAAA'), Type.Literal('SRV')], {
+                description:
+                  'A, AAAA (addresses; give port) or SRV (ports and weights from the records). Default A.',
+              }),
+            ),
+            port: Type.Optional(
+              Type.Integer({
+                minimum: 1,
+                maximum: 65535,
+                description: 'Target port; required for A and AAAA.',
+              }),
+            ),
+            scheme: Type.Optional(
+              Type.Union([Type.Literal('http'), Type.Literal('https')], {
+                description: 'Scheme of the discovered targets. Default http.',
+              }),
+            ),
+            interval: Type.Optional(
+              Duration(
+                'Longest time between two resolutions (the record TTL, at least 1s, makes it shorter); also the period when the answer carries no TTL (SRV).',
+                '30s',
+              ),
+            ),
+            servers: Type.Optional(
+              Type.Array(Type.String({ minLength: 1 }), {
+                minItems: 1,
+                description:
+                  'DNS servers to ask, like 127.0.0.1:5353 or [::1]:53. Default the system resolver.',
+              }),
+            ),
+          },
+          'Targets from DNS records, re-resolved in the background.',
+        ),
+      },
+      'DNS service discovery.',
+    ),
+    Strict(
+      {
+        file: Strict(
+          {
+            path: Type.String({
+              minLength: 1,
+              description:
+                'JSON or YAML file holding a list of targets (as in targets), relative to this file.',
+            }),
+          },
+          'Targets from a watched file; a bad file keeps the last good list.',
+        ),
+      },
+      'File service discovery.',
+    ),
+  ],
+  { description: 'Where the targets come from instead of a static list: {dns: {...}} or {file: {path}}.' },
+)
+
 export const Service = Strict(
   {
-    targets: Type.Array(Target, { minItems: 1, description: 'The copies of this service.' }),
+    targets: Type.Optional(
+      Type.Array(Target, {
+        minItems: 1,
+        description: 'The copies of this service (or give discovery instead).',
+      }),
+    ),
+    discovery: Type.Optional(Discovery),
     balancer: Type.Optional(Balancer),
     sticky: Type.Optional(Sticky),
     healthCheck: Type.Optional(HealthCheck),
@@ -719,5 +788,6 @@ export const GatehouseConfig = Strict(
 export type RawConfig = Static<typeof GatehouseConfig>
 export type RawRoute = Static<typeof Route>
 export type RawService = Static<typeof Service>
+export type RawTarget = Static<typeof Target>
 export type RawListener = Static<typeof Listener>
 export type RawPluginRef = Static<typeof PluginRef>

@@ -66,9 +66,26 @@ export interface TargetConfig {
   readonly drain: boolean
 }
 
+/** Where a service's targets come from when not listed; see src/upstreams/discovery/. */
+export type DiscoveryConfig =
+  | {
+      readonly kind: 'dns'
+      readonly name: string
+      readonly type: 'A' | 'AAAA' | 'SRV'
+      /** null for SRV (the records carry the ports). */
+      readonly port: number | null
+      readonly scheme: 'http' | 'https'
+      readonly intervalMs: number
+      /** Empty: the system resolver. */
+      readonly servers: readonly string[]
+    }
+  | { readonly kind: 'file'; readonly path: string }
+
 export interface ServiceConfig {
   readonly name: string
+  /** With discovery: empty here; the gateway compiles the discovered ones in. */
   readonly targets: readonly TargetConfig[]
+  readonly discovery: DiscoveryConfig | null
   readonly balancer: BalancerConfig
   readonly sticky: StickyConfig | null
   readonly healthCheck: {
