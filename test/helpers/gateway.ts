@@ -65,3 +65,10 @@ export async function startGateway(
     },
   }
 }
+
+/** The state view of one target (Gateway.upstreamStates()); fails the test when it is not there. */
+export function targetState(gw: TestGateway, service: string, url: string) {
+  const found = gw.gateway.upstreamStates()[service]?.find((t) => t.url === url)
+  if (found === undefined) throw new Error(`no state for ${url} in ${service}`)
+  return found
+}

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { request } from 'undici'
+import { createCleanup } from '../helpers/cleanup.ts'
 import { eventually } from '../helpers/eventually.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { startUpstream } from '../helpers/upstream.ts'
@@ -50,14 +51,9 @@ function circuitOf(gw: TestGateway, service: string, url: string) {
 }
 
 describe('circuit breaker', () => {
-  const cleanup: (() => Promise<void>)[] = []
-  after(async () => {
-    for (const step of cleanup.reverse()) await step()
-  })
-  const track = <T extends { close(): Promise<void> } | { stop(): Promise<void> }>(thing: T): T => {
-    cleanup.push(() => ('close' in thing ? thing.close() : thing.stop()))
-    return thing
-  }
+  const cleanup = createCleanup()
+  after(() => cleanup.run())
+  const track = cleanup.track
 
   it('opens on a failing service, answers 503 GH_CIRCUIT_OPEN with Retry-After, and closes after good trials', async () => {
     let status = 503

@@ -12,8 +12,9 @@ import { createServer, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { after, describe, it } from 'node:test'
 import { Agent, request } from 'undici'
+import { createCleanup } from '../helpers/cleanup.ts'
 import { eventually } from '../helpers/eventually.ts'
-import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { startGateway, targetState } from '../helpers/gateway.ts'
 import { listenOn } from '../helpers/upstream.ts'
 
 type Mode = 'ok' | 'hang' | 'error500' | 'reset-half' | 'unavailable'
@@ -141,26 +142,15 @@ function share(outcomes: LoadResult['outcomes'], name: string): number {
   return outcomes.filter((o) => o.name === name).length
 }
 
-function stateOf(gw: TestGateway, service: string, url: string) {
-  const found = gw.gateway.upstreamStates()[service]?.find((t) => t.url === url)
-  assert.ok(found, `no state for ${url} in ${service}`)
-  return found
-}
-
 describe('failover', () => {
-  const cleanup: (() => Promise<void>)[] = []
-  after(async () => {
-    for (const step of cleanup.reverse()) await step()
-  })
-  const track = <T extends { close(): Promise<void> } | { stop(): Promise<void> }>(thing: T): T => {
-    cleanup.push(() => ('close' in thing ? thing.close() : thing.stop()))
-    return thing
-  }
+  const cleanup = createCleanup()
+  after(() => cleanup.run())
+  const track = cleanup.track
 
   it('loses no GET when a target is killed mid-load; it comes back on its port and ramps up', async (t) => {
     const a = track(await backend('a'))
     let b = await backend('b')
-    cleanup.push(() => b.close())
+    cleanup.defer(() => b.close())
     const c = track(await backend('c'))
     const slowStartMs = 3000
     // Budget 50%: killing one of three targets fails every request in flight
@@ -183,7 +173,7 @@ routes: [{path: /, service: svc}]
 `),
     )
     // The three targets ramp from the gateway's start: let them reach full weight first.
-    await eventually(() => stateOf(gw, 'svc', c.url).upForMs >= slowStartMs, { timeout: 15_000 })
+    await eventually(() => targetState(gw, 'svc', c.url).upForMs >= slowStartMs, { timeout: 15_000 })
 
     let killed: Promise<void> | null = null
     const hitsAtKill = { b: 0 }
@@ -200,7 +190,7 @@ routes: [{path: /, service: svc}]
     const after = result.outcomes.slice(1500)
     assert.ok(share(result.outcomes.slice(0, 900), 'b') > 200, 'b had its share before the kill')
     assert.equal(share(after, 'b'), 0, 'nothing answered by b once it was dead')
-    await eventually(() => !stateOf(gw, 'svc', b.url).healthy, { timeout: 15_000 })
+    await eventually(() => !targetState(gw, 'svc', b.url).healthy, { timeout: 15_000 })
 
     // Back on the same port: found healthy by the active checks, then ramped by slow start.
     const restartedAt = performance.now()
@@ -208,14 +198,14 @@ routes: [{path: /, service: svc}]
     // Healthy by its checks and its passive ejection run out (selection itself is refreshed by the next request).
     await eventually(
       () => {
-        const state = stateOf(gw, 'svc', b.url)
+        const state = targetState(gw, 'svc', b.url)
         return state.healthy && !state.ejected
       },
       { timeout: 15_000 },
     )
     const backAfterMs = performance.now() - restartedAt
     const early = await load(gw.url(), 150, 4)
-    const upForMs = stateOf(gw, 'svc', b.url).upForMs
+    const upForMs = targetState(gw, 'svc', b.url).upForMs
     assert.equal(failures(early), 0)
     // The most b can have had: its slow-start weight at the end of the batch against a and c at full weight.
     const weight = Math.min(1, 0.1 + (0.9 * upForMs) / slowStartMs)
@@ -225,7 +215,7 @@ routes: [{path: /, service: svc}]
       share(early.outcomes, 'b') <= bound,
       `b had ${share(early.outcomes, 'b')} of 150 (bound ${bound})`,
     )
-    await eventually(() => stateOf(gw, 'svc', b.url).upForMs >= slowStartMs, { timeout: 15_000 })
+    await eventually(() => targetState(gw, 'svc', b.url).upForMs >= slowStartMs, { timeout: 15_000 })
     const late = await load(gw.url(), 150, 4)
     assert.equal(failures(late), 0)
     assert.ok(
@@ -264,7 +254,7 @@ routes: [{path: /, service: svc}]
       assert.equal(failures(result), 0, `no client error (mode ${mode})`)
       // Only the half of its connections that are not reset ever answer.
       if (mode !== 'reset-half') assert.equal(share(result.outcomes, 'bad'), 0)
-      const state = stateOf(gw, 'svc', bad.url)
+      const state = targetState(gw, 'svc', bad.url)
       assert.equal(state.ejected, true, 'the bad target is ejected')
       assert.equal(state.selectable, false)
       // Once ejected, the bad target sees no more attempts.

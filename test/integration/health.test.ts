@@ -13,8 +13,9 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { after, describe, it } from 'node:test'
 import { request } from 'undici'
+import { createCleanup } from '../helpers/cleanup.ts'
 import { eventually } from '../helpers/eventually.ts'
-import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { startGateway, targetState } from '../helpers/gateway.ts'
 import { listenOn, startUpstream } from '../helpers/upstream.ts'
 
 /** A backend: `/health` answers `health`, `/slow` waits for release(), anything else JSON {name}. */
@@ -106,21 +107,10 @@ function countBy(outcomes: Outcome[]): Record<string, number> {
   return counts
 }
 
-function stateOf(gw: TestGateway, service: string, url: string) {
-  const found = gw.gateway.upstreamStates()[service]?.find((t) => t.url === url)
-  assert.ok(found, `no state for ${url} in ${service}`)
-  return found
-}
-
 describe('health', () => {
-  const cleanup: (() => Promise<void>)[] = []
-  after(async () => {
-    for (const step of cleanup.reverse()) await step()
-  })
-  const track = <T extends { close(): Promise<void> } | { stop(): Promise<void> }>(thing: T): T => {
-    cleanup.push(() => ('close' in thing ? thing.close() : thing.stop()))
-    return thing
-  }
+  const cleanup = createCleanup()
+  after(() => cleanup.run())
+  const track = cleanup.track
 
   it('ejects a target that accepts connections but never answers (passive)', async (t) => {
     const hang = track(await startUpstream('hang', () => {}))
@@ -138,8 +128,8 @@ routes: [{path: /, service: svc}]
 `),
     )
     const before: Outcome[] = []
-    while (!stateOf(gw, 'svc', hang.url).ejected && before.length < 40) before.push(await get(gw.url()))
-    const state = stateOf(gw, 'svc', hang.url)
+    while (!targetState(gw, 'svc', hang.url).ejected && before.length < 40) before.push(await get(gw.url()))
+    const state = targetState(gw, 'svc', hang.url)
     assert.equal(state.ejected, true)
     assert.equal(state.selectable, false)
     assert.equal(state.ejections, 1)
@@ -176,18 +166,18 @@ routes:
 `),
     )
     const before: Outcome[] = []
-    while (!stateOf(gw, 'passive', broken.url).ejected && before.length < 40)
+    while (!targetState(gw, 'passive', broken.url).ejected && before.length < 40)
       before.push(await get(`${gw.url()}/p`))
-    assert.equal(stateOf(gw, 'passive', broken.url).ejected, true)
+    assert.equal(targetState(gw, 'passive', broken.url).ejected, true)
     const failed = before.filter((o) => o.status === 500).length
     assert.equal(failed, 3)
     assert.deepEqual(countBy(await getMany(`${gw.url()}/p`, 10)), { good: 10 })
 
-    await eventually(() => stateOf(gw, 'active', broken.url).healthy === false, { timeout: 10_000 })
-    const down = stateOf(gw, 'active', broken.url)
+    await eventually(() => targetState(gw, 'active', broken.url).healthy === false, { timeout: 10_000 })
+    const down = targetState(gw, 'active', broken.url)
     assert.equal(down.lastCheckFailure, 'status 500')
     assert.equal(down.selectable, false)
-    assert.equal(stateOf(gw, 'active', good.url).healthy, true)
+    assert.equal(targetState(gw, 'active', good.url).healthy, true)
     assert.deepEqual(countBy(await getMany(`${gw.url()}/a`, 10)), { good: 10 })
     t.diagnostic(`500 target: ${failed} of ${before.length} requests answered 500 before ejection`)
   })
@@ -195,7 +185,7 @@ routes:
   it('marks a killed target down within about interval x unhealthyThreshold, and back when it restarts', async (t) => {
     const a = track(await backend('a'))
     let b = await backend('b')
-    cleanup.push(() => b.close())
+    cleanup.defer(() => b.close())
     const c = track(await backend('c'))
     const gw = track(
       await startGateway(`
@@ -220,13 +210,13 @@ routes: [{path: /, service: svc}]
     await eventually(() => during.length >= 10)
     const killedAt = performance.now()
     await b.close()
-    await eventually(() => !stateOf(gw, 'svc', b.url).healthy, { timeout: 15_000 })
+    await eventually(() => !targetState(gw, 'svc', b.url).healthy, { timeout: 15_000 })
     const detectedMs = performance.now() - killedAt
     stop = true
     await load
     const failed = during.filter((o) => o.status !== 200)
     assert.ok(failed.every((o) => o.status === 502 && o.code === 'GH_UPSTREAM_UNREACHABLE'))
-    assert.match(stateOf(gw, 'svc', b.url).lastCheckFailure ?? '', /ECONNREFUSED/)
+    assert.match(targetState(gw, 'svc', b.url).lastCheckFailure ?? '', /ECONNREFUSED/)
     // Found out: nothing goes to b any more (a and c alternate, give or take the balancer's carried scores).
     const without = countBy(await getMany(url, 20))
     assert.deepEqual(Object.keys(without).sort(), ['a', 'c'])
@@ -234,7 +224,7 @@ routes: [{path: /, service: svc}]
 
     const restartedAt = performance.now()
     b = await backend('b', b.port)
-    await eventually(() => stateOf(gw, 'svc', b.url).healthy, { timeout: 15_000 })
+    await eventually(() => targetState(gw, 'svc', b.url).healthy, { timeout: 15_000 })
     const recoveredMs = performance.now() - restartedAt
     const back = countBy(await getMany(url, 30))
     assert.deepEqual(Object.keys(back).sort(), ['a', 'b', 'c'])
@@ -270,24 +260,24 @@ ${extraRoute}`
     assert.deepEqual(countBy(await getMany(`${gw.url()}/backed`, 6)), { p: 6 })
 
     p.health = 503
-    await eventually(() => !stateOf(gw, 'backed', p.url).healthy, { timeout: 10_000 })
+    await eventually(() => !targetState(gw, 'backed', p.url).healthy, { timeout: 10_000 })
     assert.deepEqual(countBy(await getMany(`${gw.url()}/backed`, 6)), { k: 6 })
     // A reload keeps the verdict (and the checks) of a target that remains.
     await gw.write(yaml('  - {path: /other, respond: {status: 204}}'))
     assert.equal((await gw.gateway.reload()).ok, true)
-    assert.equal(stateOf(gw, 'backed', p.url).healthy, false)
+    assert.equal(targetState(gw, 'backed', p.url).healthy, false)
     assert.deepEqual(countBy(await getMany(`${gw.url()}/backed`, 6)), { k: 6 })
     p.health = 200
-    await eventually(() => stateOf(gw, 'backed', p.url).healthy, { timeout: 10_000 })
+    await eventually(() => targetState(gw, 'backed', p.url).healthy, { timeout: 10_000 })
     assert.deepEqual(countBy(await getMany(`${gw.url()}/backed`, 6)), { p: 6 })
 
     // One of three down (67% up): the other two serve.
     q[0].health = 503
-    await eventually(() => !stateOf(gw, 'pool', q[0].url).healthy, { timeout: 10_000 })
+    await eventually(() => !targetState(gw, 'pool', q[0].url).healthy, { timeout: 10_000 })
     assert.deepEqual(countBy(await getMany(`${gw.url()}/pool`, 6)), { q2: 3, q3: 3 })
     // Two of three down (33% < 50%): panic, all three serve rather than one taking everything.
     q[1].health = 503
-    await eventually(() => !stateOf(gw, 'pool', q[1].url).healthy, { timeout: 10_000 })
+    await eventually(() => !targetState(gw, 'pool', q[1].url).healthy, { timeout: 10_000 })
     const panic = countBy(await getMany(`${gw.url()}/pool`, 9))
     assert.deepEqual(Object.keys(panic).sort(), ['q1', 'q2', 'q3'])
     assert.ok(gw.gateway.upstreamStates().pool.every((s) => s.selectable))
@@ -308,11 +298,11 @@ routes: [{path: /, service: svc}]
     const slow = get(`${gw.url()}/slow`)
     await eventually(() => a.held.length + b.held.length === 1)
     const [busy, other] = a.held.length === 1 ? [a, b] : [b, a]
-    assert.equal(stateOf(gw, 'svc', busy.url).inflight, 1)
+    assert.equal(targetState(gw, 'svc', busy.url).inflight, 1)
 
     await gw.write(yaml(busy.url))
     assert.equal((await gw.gateway.reload()).ok, true)
-    const drained = stateOf(gw, 'svc', busy.url)
+    const drained = targetState(gw, 'svc', busy.url)
     assert.equal(drained.draining, true)
     assert.equal(drained.selectable, false)
     assert.equal(drained.inflight, 1)
@@ -320,7 +310,7 @@ routes: [{path: /, service: svc}]
 
     busy.release()
     assert.deepEqual(await slow, { status: 200, name: busy.name, code: null })
-    await eventually(() => stateOf(gw, 'svc', busy.url).inflight === 0)
+    await eventually(() => targetState(gw, 'svc', busy.url).inflight === 0)
     assert.equal(busy.hits, 1)
 
     // Undrained by the next reload, it serves again.
@@ -335,7 +325,7 @@ routes: [{path: /, service: svc}]
     const k = track(await backend('k'))
     const taken = createServer()
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
-    cleanup.push(() => new Promise((resolve) => taken.close(() => resolve())))
+    cleanup.defer(() => new Promise((resolve) => taken.close(() => resolve())))
     const takenPort = (taken.address() as AddressInfo).port
     const yaml = (drainB: boolean, extraListener: string) => `
 listeners: [{port: 0, host: 127.0.0.1}${extraListener}]
@@ -348,8 +338,8 @@ routes: [{path: /, service: svc}]
     // Compiles, then fails to listen on a port in use: the serving snapshot must not see the drain.
     await gw.write(yaml(true, `, {port: ${takenPort}, host: 127.0.0.1}`))
     assert.equal((await gw.gateway.reload()).ok, false)
-    assert.equal(stateOf(gw, 'svc', b.url).draining, false)
-    assert.equal(stateOf(gw, 'svc', b.url).selectable, true)
+    assert.equal(targetState(gw, 'svc', b.url).draining, false)
+    assert.equal(targetState(gw, 'svc', b.url).selectable, true)
     assert.deepEqual(countBy(await getMany(`${gw.url()}/x`, 4)), { a: 2, b: 2 })
   })
 
@@ -372,20 +362,20 @@ routes: [{path: /, service: svc}]
     )
     const url = `${gw.url()}/work`
     b.health = 503
-    await eventually(() => !stateOf(gw, 'svc', b.url).healthy, { timeout: 10_000 })
+    await eventually(() => !targetState(gw, 'svc', b.url).healthy, { timeout: 10_000 })
     // Both targets ramp from the gateway's start: let a reach its full weight first.
-    await eventually(() => stateOf(gw, 'svc', a.url).upForMs >= slowStartMs, { timeout: 15_000 })
+    await eventually(() => targetState(gw, 'svc', a.url).upForMs >= slowStartMs, { timeout: 15_000 })
     b.health = 200
-    await eventually(() => stateOf(gw, 'svc', b.url).selectable, { timeout: 10_000 })
+    await eventually(() => targetState(gw, 'svc', b.url).selectable, { timeout: 10_000 })
     const early = countBy(await getMany(url, 20))
-    const upForMs = stateOf(gw, 'svc', b.url).upForMs
+    const upForMs = targetState(gw, 'svc', b.url).upForMs
     // The share b can have had at most, from 10% of its weight at the start of the ramp to `upForMs`.
     const weight = Math.min(1, 0.1 + (0.9 * upForMs) / slowStartMs)
     const bound = Math.ceil((20 * weight) / (1 + weight)) + 2
     assert.ok((early.b ?? 0) <= bound, `b got ${early.b} of 20 early (bound ${bound}, up ${upForMs}ms)`)
     assert.ok((early.b ?? 0) >= 1, 'b gets a share from the start of the ramp')
 
-    await eventually(() => stateOf(gw, 'svc', b.url).upForMs >= slowStartMs, { timeout: 15_000 })
+    await eventually(() => targetState(gw, 'svc', b.url).upForMs >= slowStartMs, { timeout: 15_000 })
     const late = countBy(await getMany(url, 20))
     assert.ok(Math.abs((late.b ?? 0) - 10) <= 2, `b got ${late.b} of 20 at full weight`)
     t.diagnostic(

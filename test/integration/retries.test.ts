@@ -15,25 +15,20 @@ import { Readable } from 'node:stream'
 import { after, describe, it } from 'node:test'
 import { request } from 'undici'
 import type { AccessLogLine } from '../../src/observability/access-log.ts'
+import { createCleanup } from '../helpers/cleanup.ts'
 import { eventually } from '../helpers/eventually.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
-const cleanup: (() => Promise<void>)[] = []
-after(async () => {
-  for (const step of cleanup.reverse()) await step()
-})
+const cleanup = createCleanup()
+after(() => cleanup.run())
 
 async function upstream(name: string, handler?: (req: IncomingMessage, res: ServerResponse) => void) {
-  const made = await startUpstream(name, handler)
-  cleanup.push(() => made.close())
-  return made
+  return cleanup.track(await startUpstream(name, handler))
 }
 
 async function gateway(yaml: string): Promise<TestGateway> {
-  const gw = await startGateway(yaml)
-  cleanup.push(() => gw.stop())
-  return gw
+  return cleanup.track(await startGateway(yaml))
 }
 
 async function freePort(): Promise<number> {
@@ -102,7 +97,7 @@ describe('retries', () => {
     const closed = await freePort()
     const live = await upstream('live')
     const dir = await mkdtemp(join(tmpdir(), 'gh-retry-'))
-    cleanup.push(() => rm(dir, { recursive: true, force: true }))
+    cleanup.defer(() => rm(dir, { recursive: true, force: true }))
     const gw = await gateway(`${config(`  app:
     targets: [http://127.0.0.1:${closed}, ${live.url}]`)}
 accessLog: { file: ${join(dir, 'access.log')} }
