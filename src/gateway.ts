@@ -7,19 +7,21 @@
  */
 import { type FSWatcher, readFileSync, watch } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import type { AddressInfo } from 'node:net'
 import { dirname, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import { type Config, ConfigError, loadConfig } from './config/index.ts'
 import type { Env } from './config/load.ts'
-import { applyLimits, listenerShape, type RunningListener, startListener } from './listeners/servers.ts'
 import type { PluginDefinition } from './pipeline/plugin.ts'
 import { builtinPlugins } from './plugins/index.ts'
 import { compile, releaseUnshared } from './runtime/compile.ts'
 import type { Runtime } from './runtime/runtime.ts'
+import { type PreparedSwap, Serving } from './serving.ts'
 import { Discovery } from './upstreams/discovery/discovery.ts'
 import { ActiveHealthChecker } from './upstreams/health/active.ts'
 import { describeTargets, type TargetView } from './upstreams/target-state.ts'
+import { workerCount } from './workers/count.ts'
+import { healthEntry } from './workers/health-sync.ts'
+import { WorkerPool } from './workers/pool.ts'
 
 /**
  * How long start() waits for discovery's first answers (Envoy waits for the
@@ -38,14 +40,23 @@ export interface GatewayOptions {
 
 export type ReloadResult = { ok: true; version: number } | { ok: false; error: ConfigError | Error }
 
+/**
+ * Where requests are served: a Serving on this thread (`workers: 1`) or a
+ * WorkerPool of threads that each run one. Both switch snapshots in two
+ * steps (prepare, then commit or abort) and retire the snapshots they replace.
+ */
+interface DataPlane {
+  prepare(next: Runtime): Promise<PreparedSwap>
+  ports(): Record<string, number>
+  /** Drains within the grace period; returns the requests cut. */
+  stop(graceMs: number): Promise<number>
+}
+
 export class Gateway {
   readonly #options: GatewayOptions
   readonly #plugins: ReadonlyMap<string, PluginDefinition<never>>
-  readonly #listeners = new Map<string, RunningListener>()
-  readonly #retiring = new Set<Promise<void>>()
-  readonly #draining = new Set<Runtime>()
-  /** Listeners a reload closed or replaced whose connections have not all ended yet. */
-  readonly #closing = new Set<RunningListener>()
+  readonly #plane: DataPlane
+  /** The snapshot of this thread: the one serving (one thread), or the control snapshot (workers). */
   #current: Runtime
   #watcher: FSWatcher | null = null
   #reloading: Promise<ReloadResult> | null = null
@@ -64,58 +75,71 @@ export class Gateway {
   private constructor(
     options: GatewayOptions,
     plugins: ReadonlyMap<string, PluginDefinition<never>>,
+    plane: DataPlane,
     runtime: Runtime,
     base: Config,
     discovery: Discovery,
   ) {
     this.#options = options
     this.#plugins = plugins
+    this.#plane = plane
     this.#current = runtime
     this.#base = base
     this.#discovery = discovery
-    this.#health = new ActiveHealthChecker({ logger: options.logger })
+    const pool = plane instanceof WorkerPool ? plane : null
+    this.#health = new ActiveHealthChecker({
+      logger: options.logger,
+      // Worker threads apply the same verdicts, so every thread agrees on which targets are up.
+      onVerdict:
+        pool && ((service, target, unejected) => pool.health([healthEntry(service, target, unejected)])),
+    })
   }
 
   /** Loads, compiles and starts listening; throws ConfigError with every problem. */
   static async start(options: GatewayOptions): Promise<Gateway> {
     const plugins = options.plugins ?? builtinPlugins()
+    const logger = options.logger
     const config = await loadConfig(options.configFile, { plugins, env: options.env })
     let gateway: Gateway | null = null
+    /** A discovery answer came after the first compile, before the gateway existed to rebuild. */
+    let missed = false
     const discovery = new Discovery({
-      logger: options.logger,
+      logger,
       env: options.env,
-      // Answers before the gateway exists are read by the first compile below.
       onChange: () => {
         if (gateway) gateway.#discoveryChanged()
+        else missed = true
       },
     })
     let runtime: Runtime
+    let plane: DataPlane
     try {
       discovery.sync(config)
       await discovery.ready(FIRST_DISCOVERY_WAIT_MS)
-      runtime = compile(discovery.apply(config), {
-        plugins,
-        logger: options.logger,
-        previous: null,
-        version: 1,
+      runtime = compile(discovery.apply(config), { plugins, logger, previous: null, version: 1 })
+      missed = false
+      const threads = await workerCount(config.workers, {
+        logger,
+        // Worker threads load the built-in plugins; a registry passed in here exists on this thread only.
+        customPlugins: options.plugins !== undefined,
       })
+      try {
+        plane =
+          threads > 1
+            ? await WorkerPool.start({ count: threads, runtime, logger })
+            : await Serving.start(runtime, { reusePort: false })
+      } catch (error) {
+        void releaseUnshared(runtime, null)
+        throw error
+      }
     } catch (error) {
       discovery.stop()
       throw error
     }
-    activateServices(runtime)
-    const started = new Gateway(options, plugins, runtime, config, discovery)
+    const started = new Gateway(options, plugins, plane, runtime, config, discovery)
     gateway = started
-    try {
-      // In the chain: a discovery rebuild arriving meanwhile waits until the listeners are up.
-      await started.#exclusive(async () => {
-        await started.#syncListeners(runtime)
-        started.#health.update(runtime.services)
-      })
-    } catch (error) {
-      await started.stop(0)
-      throw error
-    }
+    started.#health.update(runtime.services)
+    if (missed) started.#discoveryChanged()
     return started
   }
 
@@ -127,19 +151,21 @@ export class Gateway {
     return this.#current.config
   }
 
+  /** The worker threads, or null when serving on this thread. */
+  get workers(): WorkerPool | null {
+    return this.#plane instanceof WorkerPool ? this.#plane : null
+  }
+
   /** Bound ports by listener name (port 0 resolved), e.g. for tests and the demo. */
   ports(): Record<string, number> {
-    const out: Record<string, number> = {}
-    for (const [key, running] of this.#listeners) {
-      const listener = this.#current.listeners.get(key)
-      if (listener) out[listener.config.name] = running.port()
-    }
-    return out
+    return this.#plane.ports()
   }
 
   /**
    * Every target of every service with its state now (health, ejection,
    * draining, load, latency), as one plain structure for metrics and the admin API.
+   * With worker threads, health is the main thread's verdict and load and
+   * latency are not gathered from the threads (they stay 0).
    */
   upstreamStates(): Record<string, TargetView[]> {
     const now = performance.now()
@@ -208,8 +234,9 @@ export class Gateway {
   }
 
   /**
-   * Opens the listeners `next` needs, then makes it the snapshot new
-   * requests get; the old one finishes its requests and is retired.
+   * Makes `next` the snapshot new requests get, on every thread or on none:
+   * the data plane opens the listeners it needs first; the old snapshot
+   * finishes its requests and is retired.
    */
   async #swapIn(old: Runtime, next: Runtime, what: string): Promise<ReloadResult> {
     const logger = this.#options.logger
@@ -217,20 +244,19 @@ export class Gateway {
       void releaseUnshared(next, old)
       return { ok: false, error: new Error('the gateway is stopping') }
     }
+    let swap: PreparedSwap
     try {
-      await this.#syncListeners(next)
+      swap = await this.#plane.prepare(next)
     } catch (error) {
       logger.error(
         { err: error },
         `${what} refused, still serving version ${old.version}: ${listenFailure(error)}`,
       )
-      void releaseUnshared(next, old)
       return { ok: false, error: error as Error }
     }
+    swap.commit()
     this.#current = next
-    activateServices(next)
     this.#health.update(next.services)
-    this.#retire(old, next)
     return { ok: true, version: next.version }
   }
 
@@ -280,62 +306,6 @@ export class Gateway {
     if (swapped.ok) this.#options.logger.info({ version: next.version }, 'discovered targets applied')
   }
 
-  #retire(old: Runtime, next: Runtime | null): void {
-    this.#draining.add(old)
-    const done = releaseUnshared(old, next).finally(() => {
-      this.#draining.delete(old)
-      this.#retiring.delete(done)
-    })
-    this.#retiring.add(done)
-  }
-
-  /**
-   * Opens new listeners before the swap, so a port in use fails the reload
-   * with nothing changed; then updates kept ones and closes removed ones.
-   */
-  async #syncListeners(next: Runtime): Promise<void> {
-    const started: RunningListener[] = []
-    const replaced: { running: RunningListener; address: AddressInfo }[] = []
-    try {
-      for (const [key, listener] of next.listeners) {
-        const running = this.#listeners.get(key)
-        if (running && running.shape === listenerShape(listener.config)) continue
-        if (running) {
-          // A listener whose shape changed (TLS on/off, HTTP/2, head size) is rebound on its address.
-          replaced.push({ running, address: running.server.address() as AddressInfo })
-          running.close()
-        }
-        started.push(await startListener(listener, () => this.#current))
-      }
-    } catch (error) {
-      for (const running of started) running.close()
-      // Give the replaced servers their address back, so the failed reload leaves everything as it was.
-      for (const { running, address } of replaced) await relisten(running, address)
-      throw error
-    }
-    for (const running of started) this.#listeners.set(running.key, running)
-    for (const { running } of replaced) this.#retireListener(running)
-    for (const [key, running] of this.#listeners) {
-      const listener = next.listeners.get(key)
-      if (listener) applyLimits(running.server, listener)
-      else {
-        running.close()
-        this.#listeners.delete(key)
-        this.#retireListener(running)
-      }
-    }
-  }
-
-  /**
-   * A closed listener's busy connections finish their requests; each is
-   * closed once idle, and stop() cuts whatever is left.
-   */
-  #retireListener(running: RunningListener): void {
-    this.#closing.add(running)
-    running.closeIdle()
-    running.server.once('close', () => this.#closing.delete(running))
-  }
-
   /**
    * Reloads when the file's text changes (debounced). The folder is watched,
    * not the file: an editor that writes a new file and renames it over the
@@ -379,7 +349,7 @@ export class Gateway {
   /**
    * Graceful stop: stop accepting, let in-flight requests finish within the
    * grace period (closing idle keep-alive connections as they free up), then
-   * cut what is left and close pools, plugins and the access log.
+   * cut what is left and close pools, plugins and the access log; on every thread.
    */
   async stop(graceMs = this.#current.config.global.gracePeriodMs): Promise<void> {
     if (this.#stopped) return
@@ -390,38 +360,13 @@ export class Gateway {
     // A reload or rebuild under way finishes first (one queued after it sees `stopped` and does nothing).
     await this.#reloading?.catch(() => {})
     await this.#lock
-    for (const running of this.#listeners.values()) running.close()
-    const all = [...this.#listeners.values(), ...this.#closing]
-    const deadline = Date.now() + graceMs
-    const busy = () => this.#current.inflight > 0 || [...this.#draining].some((rt) => rt.inflight > 0)
-    while (busy() && Date.now() < deadline) {
-      // Keep-alive connections are closed as soon as their last response is out.
-      for (const running of all) running.closeIdle()
-      await new Promise((r) => setTimeout(r, 25))
-    }
-    if (busy()) {
-      const inflight = [this.#current, ...this.#draining].reduce((sum, rt) => sum + rt.inflight, 0)
+    const cut = await this.#plane.stop(graceMs)
+    if (cut > 0)
       this.#options.logger.warn(
-        { inflight, gracePeriodMs: graceMs },
+        { inflight: cut, gracePeriodMs: graceMs },
         'grace period over: cutting the requests still running',
       )
-    }
-    for (const running of all) running.closeAll()
-    this.#listeners.clear()
-    this.#closing.clear()
-    this.#retire(this.#current, null)
-    await Promise.allSettled([...this.#retiring])
   }
-}
-
-/**
- * A snapshot goes live: its services apply their configured draining and
- * compute which targets may be picked, on the target state they share with
- * the previous snapshot (so only now, never at compile).
- */
-function activateServices(runtime: Runtime): void {
-  const now = performance.now()
-  for (const service of runtime.services.values()) service.selection.activate(now)
 }
 
 function readTextOrNull(file: string): string | null {
@@ -430,14 +375,6 @@ function readTextOrNull(file: string): string | null {
   } catch {
     return null
   }
-}
-
-/** Binds a closed server again on the address it had (after a failed replacement). */
-function relisten(running: RunningListener, address: AddressInfo): Promise<void> {
-  return new Promise((resolve) => {
-    running.server.once('error', () => resolve())
-    running.server.listen({ port: address.port, host: address.address }, () => resolve())
-  })
 }
 
 /** A clear sentence for the errors that listening fails with. */

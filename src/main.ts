@@ -155,7 +155,10 @@ export async function serve(file: string, env: Env, options: ServeOptions = {}):
   }
   if (options.watch !== false) gateway.watch()
   const valve = startBufferValve()
-  logger.info({ listeners: gateway.ports(), version: version(), pid: process.pid }, 'gatehouse started')
+  logger.info(
+    { listeners: gateway.ports(), workers: gateway.workers?.size ?? 1, version: version(), pid: process.pid },
+    'gatehouse started',
+  )
   options.onReady?.(gateway)
   ready = gateway
   if (hupBeforeReady) onHup()

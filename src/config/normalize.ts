@@ -127,6 +127,7 @@ export function normalize(
       typeof accessLog === 'string'
         ? { to: accessLog }
         : { to: 'file', file: resolve(baseDir, accessLog.file) },
+    workers: (valid(['workers']) ? raw.workers : undefined) ?? 'auto',
   }
   if (problems.length > 0) return { problems }
   return { config: deepFreeze(config), problems }

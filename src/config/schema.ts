@@ -764,6 +764,12 @@ export const GatehouseConfig = Strict(
         'Settings for every route.',
       ),
     ),
+    workers: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], {
+        description:
+          'Threads that serve requests, each listening on every port (SO_REUSEPORT): a number, or auto for the cores available to the process. 1 serves on the main thread. Default auto.',
+      }),
+    ),
     accessLog: Type.Optional(
       Type.Union(
         [

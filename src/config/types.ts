@@ -9,6 +9,8 @@ export interface Config {
   readonly routes: readonly RouteConfig[]
   readonly global: GlobalConfig
   readonly accessLog: AccessLogConfig
+  /** Serving threads; 'auto' is resolved at start (workers/count.ts). */
+  readonly workers: number | 'auto'
 }
 
 export type AccessLogConfig =

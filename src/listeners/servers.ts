@@ -51,9 +51,21 @@ export function listenerShape(config: ListenerConfig): string {
   ])
 }
 
+/**
+ * Where a listener binds beyond its config: with worker threads every thread
+ * binds the same port with SO_REUSEPORT (the kernel spreads connections), and
+ * a listener configured on port 0 takes the port the first thread was given.
+ */
+export interface BindOptions {
+  readonly reusePort: boolean
+  /** The port to bind instead of the configured one (a port-0 listener in a second thread). */
+  readonly port?: number
+}
+
 export async function startListener(
   listener: CompiledListener,
   current: () => Runtime,
+  bind: BindOptions = { reusePort: false },
 ): Promise<RunningListener> {
   const key = listener.key
   const config = listener.config
@@ -139,7 +151,7 @@ export async function startListener(
 
   await new Promise<void>((ready, fail) => {
     server.once('error', fail)
-    server.listen({ port: config.port, host: config.host }, () => {
+    server.listen({ port: bind.port ?? config.port, host: config.host, reusePort: bind.reusePort }, () => {
       server.off('error', fail)
       ready()
     })

@@ -34,7 +34,12 @@ export async function startGateway(
 ): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'gatehouse-test-'))
   const file = join(dir, 'gatehouse.yaml')
-  const withDefaults = (text: string) => (/^accessLog:/m.test(text) ? text : `${text}\naccessLog: off\n`)
+  // Tests serve on the main thread unless they ask for workers (the default, auto, would follow the cores).
+  const withDefaults = (text: string) => {
+    let out = /^accessLog:/m.test(text) ? text : `${text}\naccessLog: off\n`
+    if (!/^workers:/m.test(out)) out = `${out}\nworkers: 1\n`
+    return out
+  }
   await writeFile(file, withDefaults(yaml))
   let gateway: Gateway
   try {

@@ -31,6 +31,12 @@ export interface ActiveHealthOptions {
   now?: () => number
   /** Default Math.random; tests may pin the jitter. */
   random?: () => number
+  /**
+   * Told of each changed verdict (up, down, or a passive ejection ended by a
+   * passing check), after this thread's selection is updated: worker threads
+   * get the same verdict from here.
+   */
+  onVerdict?: ((service: UpstreamService, target: Target, unejected: boolean) => void) | null
 }
 
 /** One target's checks: what it checks with, where the verdict goes, and its schedule. */
@@ -51,12 +57,14 @@ export class ActiveHealthChecker {
   readonly #logger: Logger
   readonly #now: () => number
   readonly #random: () => number
+  readonly #onVerdict: NonNullable<ActiveHealthOptions['onVerdict']>
   #stopped = false
 
   constructor(options: ActiveHealthOptions) {
     this.#logger = options.logger
     this.#now = options.now ?? (() => performance.now())
     this.#random = options.random ?? Math.random
+    this.#onVerdict = options.onVerdict ?? (() => {})
   }
 
   /** Targets being checked. */
@@ -86,6 +94,7 @@ export class ActiveHealthChecker {
         state.streak = 0
         state.lastCheckFailure = null
         service.selection.update(this.#now())
+        this.#onVerdict(service, check.target, false)
       }
     }
   }
@@ -162,6 +171,7 @@ export class ActiveHealthChecker {
     state.healthy = result.ok
     state.streak = 0
     check.service.selection.update(this.#now())
+    this.#onVerdict(check.service, check.target, false)
     const fields = { service: check.service.config.name, target: check.target.url, checks: threshold }
     if (result.ok) this.#logger.info(fields, 'target up: passed its active health checks')
     else
@@ -180,6 +190,7 @@ export class ActiveHealthChecker {
     if (state.ejectedUntil <= now) return
     state.ejectedUntil = 0
     check.service.selection.update(now)
+    this.#onVerdict(check.service, check.target, true)
     this.#logger.info(
       { service: check.service.config.name, target: check.target.url },
       'target back: a passing active health check ended its ejection',

@@ -1,0 +1,263 @@
+/**
+ * `workers: 2`: two worker threads serving the same port (SO_REUSEPORT),
+ * driven by the main thread: reloads all-or-nothing, a dead thread
+ * replaced without touching the other's connections, health verdicts from
+ * the main thread, and a graceful stop that drains both.
+ */
+import assert from 'node:assert/strict'
+import { get, type IncomingMessage, type ServerResponse } from 'node:http'
+import { connect } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import pino from 'pino'
+import { createCleanup } from '../helpers/cleanup.ts'
+import { eventually } from '../helpers/eventually.ts'
+import { startGateway, type TestGateway, targetState } from '../helpers/gateway.ts'
+import { startUpstream, type Upstream } from '../helpers/upstream.ts'
+
+/** Enough connections that the kernel's hash puts some on each thread (all on one: 2 in 65,536). */
+const CONNECTIONS = 16
+
+interface Answer {
+  status: number
+  body: string
+}
+
+/** One GET on a connection of its own, so the kernel picks a thread for each. */
+function getOnNewConnection(url: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => {
+        body += chunk
+      })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+  })
+}
+
+/** An upstream that holds every response until release(). */
+async function startHoldingUpstream(): Promise<Upstream & { held: ServerResponse[]; release(): void }> {
+  const held: ServerResponse[] = []
+  const upstream = await startUpstream('holding', (_req: IncomingMessage, res: ServerResponse) => {
+    held.push(res)
+  })
+  return Object.assign(upstream, {
+    held,
+    release() {
+      for (const res of held.splice(0)) res.end('released')
+    },
+  })
+}
+
+/** True when nothing accepts TCP connections on the port any more. */
+function connectRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(false)
+    })
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'))
+  })
+}
+
+function logCapture(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = []
+  const logger = pino(
+    { level: 'info' },
+    { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) },
+  )
+  return { logger, lines }
+}
+
+const config = (upstream: string, extra = '') => `
+workers: 2
+listeners:
+  - port: 0
+    host: 127.0.0.1
+services:
+  app:
+    targets: ["${upstream}"]
+routes:
+  - path: /
+    service: app
+${extra}`
+
+describe('worker threads', () => {
+  const cleanup = createCleanup()
+  after(() => cleanup.run())
+
+  it('serves one port from two threads, with the requests spread between them', async () => {
+    const upstream = cleanup.track(await startHoldingUpstream())
+    const gw = cleanup.track(await startGateway(config(upstream.url)))
+    const pool = gw.gateway.workers
+    assert.ok(pool !== null, 'workers: 2 runs worker threads')
+    assert.equal(pool.size, 2)
+    const answers = Array.from({ length: CONNECTIONS }, () => getOnNewConnection(`${gw.url()}/x`))
+    await eventually(() => upstream.held.length === CONNECTIONS, { timeout: 10_000 })
+    const stats = await pool.stats()
+    assert.equal(stats.length, 2)
+    assert.equal(stats[0].inflight + stats[1].inflight, CONNECTIONS)
+    assert.ok(
+      stats.every((s) => s.inflight > 0),
+      `both threads serve: ${stats.map((s) => s.inflight)}`,
+    )
+    upstream.release()
+    for (const answer of await Promise.all(answers))
+      assert.deepEqual(answer, { status: 200, body: 'released' })
+  })
+
+  it('reloads every thread or none', async () => {
+    const upstream = cleanup.track(await startUpstream('app'))
+    const gw = cleanup.track(await startGateway(config(upstream.url)))
+    const pool = gw.gateway.workers!
+    await gw.write(
+      config(upstream.url).replace(
+        'routes:',
+        'routes:\n  - path: /v\n    respond: { status: 200, body: "version 2" }',
+      ),
+    )
+    assert.deepEqual(await gw.gateway.reload(), { ok: true, version: 2 })
+    assert.deepEqual(
+      (await pool.stats()).map((s) => s.version),
+      [2, 2],
+    )
+    const answers = await Promise.all(
+      Array.from({ length: CONNECTIONS }, () => getOnNewConnection(`${gw.url()}/v`)),
+    )
+    for (const answer of answers) assert.deepEqual(answer, { status: 200, body: 'version 2' })
+
+    // A listener on a port that another process holds: every thread keeps version 2, nothing opened anywhere.
+    const squatter = cleanup.track(await startUpstream('squatter'))
+    const withTakenPort = config(upstream.url).replace(
+      'services:',
+      `  - port: ${squatter.port}\n    host: 127.0.0.1\nservices:`,
+    )
+    await gw.write(withTakenPort)
+    const refused = await gw.gateway.reload()
+    assert.equal(refused.ok, false)
+    assert.match((refused as { error: Error }).error.message, /EADDRINUSE|in use/)
+    assert.deepEqual(
+      (await pool.stats()).map((s) => s.version),
+      [2, 2],
+    )
+    const still = await Promise.all(Array.from({ length: 8 }, () => getOnNewConnection(`${gw.url()}/v`)))
+    for (const answer of still) assert.equal(answer.body, 'version 2')
+    const squatted = await getOnNewConnection(`http://127.0.0.1:${squatter.port}/`)
+    assert.equal(JSON.parse(squatted.body).name, 'squatter')
+
+    // An invalid file changes nothing on any thread.
+    await gw.write('workers: 2\nlisteners: nope\n')
+    assert.equal((await gw.gateway.reload()).ok, false)
+    assert.deepEqual(
+      (await pool.stats()).map((s) => s.version),
+      [2, 2],
+    )
+  })
+
+  it('replaces a thread that dies; requests on the other thread finish', async () => {
+    const upstream = cleanup.track(await startHoldingUpstream())
+    const { logger, lines } = logCapture()
+    const gw = cleanup.track(await startGateway(config(upstream.url), {}, { logger }))
+    const pool = gw.gateway.workers!
+    const answers = Array.from({ length: CONNECTIONS }, () =>
+      getOnNewConnection(`${gw.url()}/x`).catch((error: Error) => error),
+    )
+    await eventually(() => upstream.held.length === CONNECTIONS, { timeout: 10_000 })
+    const [first, second] = await pool.stats()
+    assert.ok(first.inflight > 0 && second.inflight > 0, 'both threads hold requests')
+    const dead = pool.threads()[0]
+    await dead.terminate()
+    await eventually(() => lines.some((l) => String(l.msg).startsWith('worker thread exited unexpectedly')))
+    upstream.release()
+    const settled = await Promise.all(answers)
+    const served = settled.filter((a) => !(a instanceof Error))
+    assert.equal(served.length, second.inflight, 'every request on the surviving thread was answered')
+    for (const answer of served) assert.deepEqual(answer, { status: 200, body: 'released' })
+    assert.equal(settled.length - served.length, first.inflight)
+
+    await eventually(
+      () => pool.threads()[0] !== dead && lines.some((l) => l.msg === 'replacement worker thread serving'),
+      {
+        timeout: 10_000,
+      },
+    )
+    assert.equal(pool.restarts, 1)
+    const crashLog = lines.find((l) => String(l.msg).startsWith('worker thread exited unexpectedly'))!
+    assert.equal(crashLog.worker, 0)
+    assert.equal(crashLog.restarts, 1)
+    const after = Array.from({ length: CONNECTIONS }, () => getOnNewConnection(`${gw.url()}/x`))
+    await eventually(() => upstream.held.length === CONNECTIONS, { timeout: 10_000 })
+    assert.ok(
+      (await pool.stats()).every((s) => s.inflight > 0),
+      'the replacement serves the port too',
+    )
+    upstream.release()
+    for (const answer of await Promise.all(after)) assert.equal(answer.status, 200)
+  })
+
+  describe('health verdicts from the main thread', () => {
+    let down: Upstream
+    let up: Upstream
+    let gw: TestGateway
+    before(async () => {
+      up = cleanup.track(await startUpstream('up'))
+      down = cleanup.track(
+        await startUpstream('down', (req, res) => {
+          res.writeHead(req.url === '/health' ? 503 : 200).end('down')
+        }),
+      )
+      gw = cleanup.track(
+        await startGateway(`
+workers: 2
+listeners:
+  - port: 0
+    host: 127.0.0.1
+services:
+  app:
+    targets: ["${up.url}", "${down.url}"]
+    healthCheck:
+      active: { path: /health, interval: 100ms, unhealthyThreshold: 1 }
+routes:
+  - path: /
+    service: app
+`),
+      )
+    })
+
+    it('every thread stops sending to a target the main thread found down', async () => {
+      await eventually(() => targetState(gw, 'app', down.url).healthy === false, { timeout: 10_000 })
+      const seenBefore = down.requests.filter((r) => r.url !== '/health').length
+      const answers = await Promise.all(
+        Array.from({ length: CONNECTIONS }, () => getOnNewConnection(`${gw.url()}/work`)),
+      )
+      for (const answer of answers) assert.equal(JSON.parse(answer.body).name, 'up')
+      assert.equal(down.requests.filter((r) => r.url !== '/health').length, seenBefore)
+      // The checks ran once, on the main thread, not once per thread.
+      const checks = down.requests.filter((r) => r.url === '/health').length
+      assert.ok(checks >= 1)
+    })
+  })
+
+  it('a graceful stop drains every thread', async () => {
+    const upstream = cleanup.track(await startHoldingUpstream())
+    const gw = await startGateway(config(upstream.url))
+    const pool = gw.gateway.workers!
+    const url = gw.url()
+    const port = gw.port()
+    const answers = Array.from({ length: CONNECTIONS }, () => getOnNewConnection(`${url}/x`))
+    await eventually(() => upstream.held.length === CONNECTIONS, { timeout: 10_000 })
+    assert.ok((await pool.stats()).every((s) => s.inflight > 0))
+    const stopped = gw.stop(10_000)
+    // No new connections while draining, on any thread.
+    await eventually(() => connectRefused(port), { timeout: 10_000 })
+    upstream.release()
+    for (const answer of await Promise.all(answers))
+      assert.deepEqual(answer, { status: 200, body: 'released' })
+    await stopped
+    for (const thread of pool.threads()) assert.equal(thread.threadId, -1, 'the thread has exited')
+  })
+})
