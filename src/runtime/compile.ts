@@ -17,7 +17,7 @@ import { compilePath } from '../routing/path-pattern.ts'
 import { Router, type ValueMatcher } from '../routing/router.ts'
 import { createBalancer } from '../upstreams/balancers/index.ts'
 import { createCircuit } from '../upstreams/breaker.ts'
-import { passiveObservers } from '../upstreams/health/passive.ts'
+import { type EjectionListener, passiveObservers } from '../upstreams/health/passive.ts'
 import { recordLatency } from '../upstreams/latency.ts'
 import { UpstreamService } from '../upstreams/service.ts'
 import { createSticky } from '../upstreams/sticky.ts'
@@ -30,6 +30,8 @@ export interface CompileOptions {
   logger: Logger
   previous: Runtime | null
   version: number
+  /** Told of each passive ejection (a worker thread tells the others through the main thread). */
+  onEject?: EjectionListener
 }
 
 export function compile(config: Config, options: CompileOptions): Runtime {
@@ -86,7 +88,10 @@ export function compile(config: Config, options: CompileOptions): Runtime {
       const upstream = new UpstreamService(service, targets, (selection) => ({
         balancer: createBalancer(targets, service),
         sticky: createSticky(service, targets, options.previous?.services.get(name)?.sticky ?? null),
-        observers: [recordLatency, ...passiveObservers(service, targets, selection, options.logger)],
+        observers: [
+          recordLatency,
+          ...passiveObservers(service, targets, selection, options.logger, options.onEject),
+        ],
         circuit: createCircuit(
           service,
           targets,

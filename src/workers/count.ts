@@ -14,6 +14,8 @@ export interface WorkerCountOptions {
   logger: Logger
   /** Plugins registered in code exist on this thread only: worker threads could not run them. */
   customPlugins: boolean
+  /** The platform check (tests stand in for a platform without SO_REUSEPORT). */
+  reusePortProblem?: () => Promise<string | null>
 }
 
 export async function workerCount(setting: number | 'auto', options: WorkerCountOptions): Promise<number> {
@@ -26,7 +28,7 @@ export async function workerCount(setting: number | 'auto', options: WorkerCount
     )
     return 1
   }
-  const unsupported = await reusePortProblem()
+  const unsupported = await (options.reusePortProblem ?? reusePortProblem)()
   if (unsupported !== null) {
     options.logger.warn(
       { workers: wanted, reason: unsupported },

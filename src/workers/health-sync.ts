@@ -4,9 +4,10 @@
  * threads agree on which targets are up.
  */
 import type { Runtime } from '../runtime/runtime.ts'
+import { ejectedCount, maxEjectedTargets } from '../upstreams/health/passive.ts'
 import type { UpstreamService } from '../upstreams/service.ts'
 import type { Target } from '../upstreams/target.ts'
-import type { HealthEntry } from './messages.ts'
+import type { EjectionEntry, HealthEntry } from './messages.ts'
 
 export function healthEntry(service: UpstreamService, target: Target, unejected = false): HealthEntry {
   return {
@@ -46,4 +47,26 @@ export function applyHealth(runtime: Runtime, entries: readonly HealthEntry[]): 
     touched.add(service)
   }
   for (const service of touched) service.selection.update(now)
+}
+
+/**
+ * Applies another thread's passive ejection, within this thread's cap on
+ * ejected targets; a target already ejected here keeps its own ejection.
+ */
+export function applyEjection(runtime: Runtime, entry: EjectionEntry): void {
+  const service = runtime.services.get(entry.service)
+  const passive = service?.config.healthCheck.passive
+  const target = service?.targets.find((t) => t.origin === entry.origin)
+  if (service === undefined || target === undefined || passive == null) return
+  const now = performance.now()
+  const state = target.state
+  if (state.ejectedUntil > now) return
+  if (
+    ejectedCount(service.targets, now) >= maxEjectedTargets(service.targets.length, passive.maxEjectedPercent)
+  )
+    return
+  state.ejections = entry.ejections
+  state.ejectedUntil = now + entry.forMs
+  state.recentFailures.length = 0
+  service.selection.update(now)
 }

@@ -16,6 +16,15 @@ export interface HealthEntry {
   readonly unejected: boolean
 }
 
+/** A passive ejection one thread decided, for the others (and the main thread's view). */
+export interface EjectionEntry {
+  readonly service: string
+  readonly origin: string
+  readonly forMs: number
+  /** Ejections in a row, so every thread doubles the next ejection alike. */
+  readonly ejections: number
+}
+
 /** Given to each worker at start (workerData). */
 export interface WorkerInit {
   readonly index: number
@@ -39,6 +48,7 @@ export type ToWorker =
   | { readonly type: 'commit'; readonly id: number }
   | { readonly type: 'abort'; readonly id: number }
   | { readonly type: 'health'; readonly entries: readonly HealthEntry[] }
+  | { readonly type: 'eject'; readonly entry: EjectionEntry }
   | { readonly type: 'stats'; readonly id: number }
   | { readonly type: 'stop'; readonly graceMs: number }
 
@@ -61,6 +71,7 @@ export type FromWorker =
   | { readonly type: 'prepare-failed'; readonly id: number; readonly error: ErrorInfo }
   | { readonly type: 'stats'; readonly id: number; readonly stats: WorkerStats }
   | { readonly type: 'stopped'; readonly cut: number }
+  | { readonly type: 'ejected'; readonly entry: EjectionEntry }
 
 export interface WorkerStats {
   /** Requests in flight on this thread. */

@@ -22,8 +22,9 @@ import type { Logger } from 'pino'
 import { releaseUnshared } from '../runtime/compile.ts'
 import type { Runtime } from '../runtime/runtime.ts'
 import { activateServices, type PreparedSwap } from '../serving.ts'
-import { healthTable } from './health-sync.ts'
+import { applyEjection, healthTable } from './health-sync.ts'
 import {
+  type EjectionEntry,
   errorFrom,
   type FromWorker,
   type HealthEntry,
@@ -294,6 +295,10 @@ export class WorkerPool {
           fail(errorFrom(message.error))
           return
         }
+        if (message.type === 'ejected') {
+          this.#ejected(slot, message.entry)
+          return
+        }
         // 'stopped' answers the stop request (id 0); the others carry their request's id.
         const id = message.type === 'stopped' ? 0 : message.id
         slot.waiting.get(id)?.(message)
@@ -316,6 +321,13 @@ export class WorkerPool {
         this.#replace(slot, code)
       })
     })
+  }
+
+  /** One thread ejected a target: the main thread's view and every other thread follow. */
+  #ejected(from: Slot, entry: EjectionEntry): void {
+    applyEjection(this.#control, entry)
+    for (const slot of this.#liveSlots())
+      if (slot !== from) slot.worker.postMessage({ type: 'eject', entry } satisfies ToWorker)
   }
 
   /** A thread died: log, count, and start another in its place once no reload is under way. */

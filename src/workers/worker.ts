@@ -12,7 +12,8 @@ import { builtinPlugins } from '../plugins/index.ts'
 import { compile } from '../runtime/compile.ts'
 import type { Runtime } from '../runtime/runtime.ts'
 import { type PreparedSwap, Serving } from '../serving.ts'
-import { applyHealth } from './health-sync.ts'
+import type { Target } from '../upstreams/target.ts'
+import { applyEjection, applyHealth } from './health-sync.ts'
 import { errorInfo, type FromWorker, type ToWorker, type WorkerInit } from './messages.ts'
 
 const init = workerData as WorkerInit
@@ -27,10 +28,22 @@ const logger = pino(
   pino.destination({ fd: 2, sync: true }),
 )
 const plugins = builtinPlugins()
+/** This thread's passive ejections go to the main thread, which passes them to the other threads. */
+const onEject = (service: string, target: Target, forMs: number) =>
+  send({
+    type: 'ejected',
+    entry: { service, origin: target.origin, forMs, ejections: target.state.ejections },
+  })
 
 let serving: Serving
 try {
-  const runtime = compile(init.config, { plugins, logger, previous: null, version: init.version })
+  const runtime = compile(init.config, {
+    plugins,
+    logger,
+    previous: null,
+    version: init.version,
+    onEject,
+  })
   applyHealth(runtime, init.health)
   serving = await Serving.start(runtime, { reusePort: true }, init.ports)
 } catch (error) {
@@ -62,6 +75,9 @@ port.on('message', (message: ToWorker) => {
     case 'health':
       applyHealth(serving.runtime, message.entries)
       return
+    case 'eject':
+      applyEjection(serving.runtime, message.entry)
+      return
     case 'stats':
       send({
         type: 'stats',
@@ -83,6 +99,7 @@ async function prepare(message: Extract<ToWorker, { type: 'prepare' }>): Promise
       logger,
       previous: serving.runtime,
       version: message.version,
+      onEject,
     })
     // Targets carried over keep their state (and the verdicts already sent); new ones start up, as on the main thread.
     serving.assignPorts(message.ports)

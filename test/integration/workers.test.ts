@@ -242,6 +242,38 @@ routes:
     })
   })
 
+  it('a passive ejection on one thread ejects the target on every thread', async () => {
+    const good = cleanup.track(await startUpstream('good'))
+    const bad = cleanup.track(await startUpstream('bad', (_req, res) => res.writeHead(503).end('bad')))
+    const gw = cleanup.track(
+      await startGateway(`
+workers: 2
+listeners:
+  - port: 0
+    host: 127.0.0.1
+services:
+  app:
+    targets: ["${good.url}", "${bad.url}"]
+    retries: { attempts: 1 }
+    healthCheck:
+      passive: { failures: 3, window: 1m, ejectionTime: 1m, maxEjectedPercent: 50 }
+routes:
+  - path: /
+    service: app
+`),
+    )
+    // One request at a time until some thread has seen 3 failures: the other has seen at most 2.
+    for (let i = 0; i < 40 && !targetState(gw, 'app', bad.url).ejected; i++)
+      await getOnNewConnection(`${gw.url()}/x`)
+    assert.equal(targetState(gw, 'app', bad.url).ejected, true, 'the main thread heard of the ejection')
+    const seen = bad.requests.length
+    const answers = await Promise.all(
+      Array.from({ length: CONNECTIONS }, () => getOnNewConnection(`${gw.url()}/x`)),
+    )
+    for (const answer of answers) assert.equal(answer.status, 200)
+    assert.equal(bad.requests.length, seen, 'no thread sent to the ejected target')
+  })
+
   it('a graceful stop drains every thread', async () => {
     const upstream = cleanup.track(await startHoldingUpstream())
     const gw = await startGateway(config(upstream.url))

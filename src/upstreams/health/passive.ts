@@ -33,18 +33,22 @@ export const TARGET_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'GH_UPSTREAM_BAD_RESPONSE',
 ])
 
+/** Told of each ejection this thread decides (worker threads pass it on, so every thread ejects the target). */
+export type EjectionListener = (service: string, target: Target, forMs: number) => void
+
 export function passiveObservers(
   service: ServiceConfig,
   targets: readonly Target[],
   selection: Selection,
   logger: Logger | null = null,
+  onEject: EjectionListener | null = null,
 ): ServiceParts['observers'] {
   const config = service.healthCheck.passive
   if (config === null) return []
   // A status table beats a Set lookup on the per-response path.
   const failingStatus = new Uint8Array(600)
   for (const status of config.statuses) failingStatus[status] = 1
-  const maxEjected = Math.max(1, Math.floor((targets.length * config.maxEjectedPercent) / 100))
+  const maxEjected = maxEjectedTargets(targets.length, config.maxEjectedPercent)
   const log = logger?.child({ service: service.name }) ?? null
 
   const failed = (outcome: AttemptOutcome) =>
@@ -54,15 +58,14 @@ export function passiveObservers(
 
   /** Ejects `target` unless the cap is reached; true when it did. */
   const eject = (target: Target, now: number, outcome: AttemptOutcome): boolean => {
-    let ejected = 0
-    for (const other of targets) if (other.state.ejectedUntil > now) ejected++
-    if (ejected >= maxEjected) return false
+    if (ejectedCount(targets, now) >= maxEjected) return false
     const state = target.state
     state.ejections++
     const ms = Math.min(config.maxEjectionTimeMs, config.ejectionTimeMs * 2 ** (state.ejections - 1))
     state.ejectedUntil = now + ms
     state.recentFailures.length = 0
     selection.update(now)
+    onEject?.(service.name, target, ms)
     log?.warn(
       {
         target: target.url,
@@ -95,4 +98,15 @@ export function passiveObservers(
       if (!eject(target, now, outcome)) recent.shift()
     },
   ]
+}
+
+/** How many targets may be ejected at once: the share, but always one. */
+export function maxEjectedTargets(targets: number, percent: number): number {
+  return Math.max(1, Math.floor((targets * percent) / 100))
+}
+
+export function ejectedCount(targets: readonly Target[], now: number): number {
+  let ejected = 0
+  for (const target of targets) if (target.state.ejectedUntil > now) ejected++
+  return ejected
 }
