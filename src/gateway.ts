@@ -230,6 +230,12 @@ export class Gateway {
     this.#base = base
     this.#discovery.sync(base)
     logger.info({ version: next.version }, 'configuration reloaded')
+    if (base.workers !== old.config.workers)
+      // Threads are started once; changing their number would mean moving live connections.
+      logger.warn(
+        { workers: old.config.workers, configured: base.workers },
+        'workers changed: the number of threads takes effect at the next start',
+      )
     return swapped
   }
 

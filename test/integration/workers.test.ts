@@ -5,11 +5,15 @@
  * the main thread, and a graceful stop that drains both.
  */
 import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { get, type IncomingMessage, type ServerResponse } from 'node:http'
 import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
 import { createCleanup } from '../helpers/cleanup.ts'
+import { killCli, type StartedCli, startCli } from '../helpers/cli.ts'
 import { eventually } from '../helpers/eventually.ts'
 import { startGateway, type TestGateway, targetState } from '../helpers/gateway.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
@@ -291,5 +295,33 @@ routes:
       assert.deepEqual(answer, { status: 200, body: 'released' })
     await stopped
     for (const thread of pool.threads()) assert.equal(thread.threadId, -1, 'the thread has exited')
+  })
+
+  it('gatehouse start: two threads, SIGHUP reloads both, SIGTERM drains both and exits 0', async () => {
+    const a = cleanup.track(await startUpstream('a'))
+    const b = cleanup.track(await startUpstream('b'))
+    const dir = await mkdtemp(join(tmpdir(), 'gatehouse-workers-'))
+    cleanup.defer(() => rm(dir, { recursive: true, force: true }))
+    const file = join(dir, 'gatehouse.yaml')
+    await writeFile(file, `${config(a.url)}\naccessLog: off\n`)
+    let cli: StartedCli | undefined = await startCli(file, { args: ['--no-watch'] })
+    cleanup.defer(() => killCli(cli))
+    const started = await cli.waitForLog('gatehouse started')
+    assert.equal(started.workers, 2)
+    const url = `http://127.0.0.1:${cli.port()}/x`
+    const names = async () =>
+      new Set(
+        (await Promise.all(Array.from({ length: CONNECTIONS }, () => getOnNewConnection(url)))).map(
+          (answer) => JSON.parse(answer.body).name as string,
+        ),
+      )
+    assert.deepEqual(await names(), new Set(['a']))
+    await writeFile(file, `${config(b.url)}\naccessLog: off\n`)
+    cli.signal('SIGHUP')
+    assert.equal((await cli.waitForLog('configuration reloaded')).version, 2)
+    assert.deepEqual(await names(), new Set(['b']), 'every thread serves the new config')
+    cli.signal('SIGTERM')
+    assert.deepEqual(await cli.exited, { code: 0, signal: null })
+    cli = undefined
   })
 })
