@@ -77,14 +77,16 @@ function logCapture(): { logger: pino.Logger; lines: Record<string, unknown>[] }
   return { logger, lines }
 }
 
-const config = (upstream: string, extra = '') => `
+/** Two threads, one listener on port 0, one service over `targets` (with `serviceLines` under it). */
+const config = (targets: string | string[], serviceLines = '', extra = '') => `
 workers: 2
 listeners:
   - port: 0
     host: 127.0.0.1
 services:
   app:
-    targets: ["${upstream}"]
+    targets: ${JSON.stringify([targets].flat())}
+${serviceLines}
 routes:
   - path: /
     service: app
@@ -215,20 +217,12 @@ describe('worker threads', () => {
         }),
       )
       gw = cleanup.track(
-        await startGateway(`
-workers: 2
-listeners:
-  - port: 0
-    host: 127.0.0.1
-services:
-  app:
-    targets: ["${up.url}", "${down.url}"]
-    healthCheck:
-      active: { path: /health, interval: 100ms, unhealthyThreshold: 1 }
-routes:
-  - path: /
-    service: app
-`),
+        await startGateway(
+          config(
+            [up.url, down.url],
+            '    healthCheck:\n      active: { path: /health, interval: 100ms, unhealthyThreshold: 1 }',
+          ),
+        ),
       )
     })
 
@@ -240,9 +234,6 @@ routes:
       )
       for (const answer of answers) assert.equal(JSON.parse(answer.body).name, 'up')
       assert.equal(down.requests.filter((r) => r.url !== '/health').length, seenBefore)
-      // The checks ran once, on the main thread, not once per thread.
-      const checks = down.requests.filter((r) => r.url === '/health').length
-      assert.ok(checks >= 1)
     })
   })
 
@@ -250,21 +241,13 @@ routes:
     const good = cleanup.track(await startUpstream('good'))
     const bad = cleanup.track(await startUpstream('bad', (_req, res) => res.writeHead(503).end('bad')))
     const gw = cleanup.track(
-      await startGateway(`
-workers: 2
-listeners:
-  - port: 0
-    host: 127.0.0.1
-services:
-  app:
-    targets: ["${good.url}", "${bad.url}"]
-    retries: { attempts: 1 }
-    healthCheck:
-      passive: { failures: 3, window: 1m, ejectionTime: 1m, maxEjectedPercent: 50 }
-routes:
-  - path: /
-    service: app
-`),
+      await startGateway(
+        config(
+          [good.url, bad.url],
+          '    retries: { attempts: 1 }\n' +
+            '    healthCheck:\n      passive: { failures: 3, window: 1m, ejectionTime: 1m, maxEjectedPercent: 50 }',
+        ),
+      ),
     )
     // One request at a time until some thread has seen 3 failures: the other has seen at most 2.
     for (let i = 0; i < 40 && !targetState(gw, 'app', bad.url).ejected; i++)
