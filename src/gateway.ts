@@ -16,6 +16,8 @@ import { builtinPlugins } from './plugins/index.ts'
 import { compile, releaseUnshared } from './runtime/compile.ts'
 import type { Runtime } from './runtime/runtime.ts'
 import { type PreparedSwap, Serving } from './serving.ts'
+import { MemoryStore } from './store/memory.ts'
+import type { Store } from './store/store.ts'
 import { Discovery } from './upstreams/discovery/discovery.ts'
 import { ActiveHealthChecker } from './upstreams/health/active.ts'
 import { describeTargets, type TargetView } from './upstreams/target-state.ts'
@@ -68,6 +70,8 @@ export class Gateway {
   /** The config as loaded (frozen); the running snapshot's is this with discovered targets filled in. */
   #base: Config
   readonly #discovery: Discovery
+  /** What plugins share across snapshots and threads: made once, here, and handed to every thread. */
+  readonly #store: Store
   /** Reloads and discovery rebuilds run one at a time, in this chain. */
   #lock: Promise<unknown> = Promise.resolve()
   #rebuildQueued = false
@@ -79,6 +83,7 @@ export class Gateway {
     runtime: Runtime,
     base: Config,
     discovery: Discovery,
+    store: Store,
   ) {
     this.#options = options
     this.#plugins = plugins
@@ -86,6 +91,7 @@ export class Gateway {
     this.#current = runtime
     this.#base = base
     this.#discovery = discovery
+    this.#store = store
     const pool = plane instanceof WorkerPool ? plane : null
     this.#health = new ActiveHealthChecker({
       logger: options.logger,
@@ -113,10 +119,11 @@ export class Gateway {
     })
     let runtime: Runtime
     let plane: DataPlane
+    const store = MemoryStore.create()
     try {
       discovery.sync(config)
       await discovery.ready(FIRST_DISCOVERY_WAIT_MS)
-      runtime = compile(discovery.apply(config), { plugins, logger, previous: null, version: 1 })
+      runtime = compile(discovery.apply(config), { plugins, logger, previous: null, version: 1, store })
       missed = false
       const threads = await workerCount(config.workers, {
         logger,
@@ -126,7 +133,7 @@ export class Gateway {
       try {
         plane =
           threads > 1
-            ? await WorkerPool.start({ count: threads, runtime, logger })
+            ? await WorkerPool.start({ count: threads, runtime, logger, store: store.buffer })
             : await Serving.start(runtime, { reusePort: false })
       } catch (error) {
         void releaseUnshared(runtime, null)
@@ -136,7 +143,7 @@ export class Gateway {
       discovery.stop()
       throw error
     }
-    const started = new Gateway(options, plugins, plane, runtime, config, discovery)
+    const started = new Gateway(options, plugins, plane, runtime, config, discovery, store)
     gateway = started
     started.#health.update(runtime.services)
     if (missed) started.#discoveryChanged()
@@ -215,6 +222,7 @@ export class Gateway {
         logger,
         previous: old,
         version: old.version + 1,
+        store: this.#store,
       })
       base = config
     } catch (error) {
@@ -300,6 +308,7 @@ export class Gateway {
         logger: this.#options.logger,
         previous: old,
         version: old.version + 1,
+        store: this.#store,
       })
     } catch (error) {
       this.#options.logger.error(

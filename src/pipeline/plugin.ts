@@ -8,6 +8,7 @@
  */
 import type { TSchema } from '@sinclair/typebox'
 import type { Logger } from 'pino'
+import type { Store } from '../store/store.ts'
 import type { RequestContext } from './context.ts'
 import type { PluginSlot } from './phases.ts'
 
@@ -41,6 +42,12 @@ export interface PluginHandlers {
 export interface PluginServices {
   /** A child logger with `plugin: <name>`. */
   readonly logger: Logger
+  /**
+   * State shared by every thread (and, with a network store, every instance):
+   * counters with expiry, values with TTL, compare-and-set (docs/store.md).
+   * The same store across reloads: a plugin never keeps its own global Map.
+   */
+  readonly store: Store
 }
 
 export interface PluginDefinition<C = Record<string, unknown>> {

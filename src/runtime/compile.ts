@@ -15,6 +15,7 @@ import { resolvePluginOrder } from '../pipeline/phases.ts'
 import type { PluginDefinition, PluginHandlers } from '../pipeline/plugin.ts'
 import { compilePath } from '../routing/path-pattern.ts'
 import { Router, type ValueMatcher } from '../routing/router.ts'
+import type { Store } from '../store/store.ts'
 import { createBalancer } from '../upstreams/balancers/index.ts'
 import { createCircuit } from '../upstreams/breaker.ts'
 import { type EjectionListener, passiveObservers } from '../upstreams/health/passive.ts'
@@ -32,6 +33,8 @@ export interface CompileOptions {
   version: number
   /** Told of each passive ejection (a worker thread tells the others through the main thread). */
   onEject?: EjectionListener
+  /** The store plugins share, the same for every snapshot and thread. */
+  store: Store
 }
 
 export function compile(config: Config, options: CompileOptions): Runtime {
@@ -59,6 +62,7 @@ export function compile(config: Config, options: CompileOptions): Runtime {
         try {
           handlers = definition.create(use.config as never, {
             logger: options.logger.child({ plugin: use.name }),
+            store: options.store,
           })
         } catch (error) {
           throw new Error(`plugin ${use.name} (${where}) failed to start: ${(error as Error).message}`, {

@@ -35,6 +35,8 @@ export interface WorkerInit {
   /** Ports of port-0 listeners, by listener key, as the first worker bound them. */
   readonly ports: Readonly<Record<string, number>>
   readonly logLevel: string
+  /** The memory Store's table, the same memory in every thread. */
+  readonly store: SharedArrayBuffer
 }
 
 export type ToWorker =

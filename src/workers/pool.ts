@@ -46,6 +46,8 @@ export interface WorkerPoolOptions {
   /** The control snapshot, already compiled on the main thread. */
   readonly runtime: Runtime
   readonly logger: Logger
+  /** The memory Store's SharedArrayBuffer, attached by every thread. */
+  readonly store: SharedArrayBuffer
 }
 
 interface Slot {
@@ -64,6 +66,7 @@ interface Slot {
 
 export class WorkerPool {
   readonly #logger: Logger
+  readonly #store: SharedArrayBuffer
   readonly #slots: Slot[] = []
   #control: Runtime
   /** Ports of port-0 listeners by listener key, as the first thread bound them. */
@@ -78,6 +81,7 @@ export class WorkerPool {
 
   private constructor(options: WorkerPoolOptions) {
     this.#logger = options.logger
+    this.#store = options.store
     this.#control = options.runtime
   }
 
@@ -261,6 +265,7 @@ export class WorkerPool {
       health: healthTable(this.#control),
       ports: this.#ports,
       logLevel: this.#logger.level,
+      store: this.#store,
     }
     const worker = new Worker(WORKER_URL, { workerData: init, stdout: false, stderr: false })
     const previous = this.#slots[index]

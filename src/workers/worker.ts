@@ -12,6 +12,7 @@ import { builtinPlugins } from '../plugins/index.ts'
 import { compile } from '../runtime/compile.ts'
 import type { Runtime } from '../runtime/runtime.ts'
 import { type PreparedSwap, Serving } from '../serving.ts'
+import { MemoryStore } from '../store/memory.ts'
 import type { Target } from '../upstreams/target.ts'
 import { applyEjection, applyHealth } from './health-sync.ts'
 import { errorInfo, type FromWorker, type ToWorker, type WorkerInit } from './messages.ts'
@@ -28,6 +29,8 @@ const logger = pino(
   pino.destination({ fd: 2, sync: true }),
 )
 const plugins = builtinPlugins()
+/** The main thread's store, seen from here: a counter is exact whatever thread counts. */
+const store = MemoryStore.attach(init.store)
 /** This thread's passive ejections go to the main thread, which passes them to the other threads. */
 const onEject = (service: string, target: Target, forMs: number) =>
   send({
@@ -43,6 +46,7 @@ try {
     previous: null,
     version: init.version,
     onEject,
+    store,
   })
   applyHealth(runtime, init.health)
   serving = await Serving.start(runtime, { reusePort: true }, init.ports)
@@ -100,6 +104,7 @@ async function prepare(message: Extract<ToWorker, { type: 'prepare' }>): Promise
       previous: serving.runtime,
       version: message.version,
       onEject,
+      store,
     })
     // Targets carried over keep their state (and the verdicts already sent); new ones start up, as on the main thread.
     serving.assignPorts(message.ports)
