@@ -133,7 +133,7 @@ export class Gateway {
       try {
         plane =
           threads > 1
-            ? await WorkerPool.start({ count: threads, runtime, logger, store: store.buffer })
+            ? await WorkerPool.start({ count: threads, runtime, logger, store })
             : await Serving.start(runtime, { reusePort: false })
       } catch (error) {
         void releaseUnshared(runtime, null)

@@ -22,6 +22,7 @@ import type { Logger } from 'pino'
 import { releaseUnshared } from '../runtime/compile.ts'
 import type { Runtime } from '../runtime/runtime.ts'
 import { activateServices, type PreparedSwap } from '../serving.ts'
+import type { MemoryStore } from '../store/memory.ts'
 import { applyEjection, healthTable } from './health-sync.ts'
 import {
   type EjectionEntry,
@@ -46,13 +47,15 @@ export interface WorkerPoolOptions {
   /** The control snapshot, already compiled on the main thread. */
   readonly runtime: Runtime
   readonly logger: Logger
-  /** The memory Store's SharedArrayBuffer, attached by every thread. */
-  readonly store: SharedArrayBuffer
+  /** The memory Store, whose SharedArrayBuffer every thread attaches. */
+  readonly store: MemoryStore
 }
 
 interface Slot {
   readonly index: number
   worker: Worker
+  /** Kept from the start: Node sets worker.threadId to -1 once the thread has exited. */
+  threadId: number
   startedAt: number
   /** Deaths in a row soon after start, for the respawn delay. */
   quickDeaths: number
@@ -66,7 +69,7 @@ interface Slot {
 
 export class WorkerPool {
   readonly #logger: Logger
-  readonly #store: SharedArrayBuffer
+  readonly #store: MemoryStore
   readonly #slots: Slot[] = []
   #control: Runtime
   /** Ports of port-0 listeners by listener key, as the first thread bound them. */
@@ -265,7 +268,7 @@ export class WorkerPool {
       health: healthTable(this.#control),
       ports: this.#ports,
       logLevel: this.#logger.level,
-      store: this.#store,
+      store: this.#store.buffer,
     }
     const worker = new Worker(WORKER_URL, { workerData: init, stdout: false, stderr: false })
     const previous = this.#slots[index]
@@ -273,6 +276,7 @@ export class WorkerPool {
     const slot: Slot = {
       index,
       worker,
+      threadId: worker.threadId,
       startedAt: Date.now(),
       quickDeaths: previous?.quickDeaths ?? 0,
       waiting: new Map(),
@@ -315,6 +319,13 @@ export class WorkerPool {
       })
       worker.on('exit', (code) => {
         slot.live = false
+        // A thread that died inside a store operation left its shard locked (and maybe half-written).
+        const emptied = this.#store.releaseLocksHeldBy(slot.threadId)
+        if (emptied > 0)
+          this.#logger.warn(
+            { worker: index, shards: emptied },
+            'a worker thread died holding store locks: those store shards were emptied',
+          )
         exited()
         for (const answer of slot.waiting.values()) answer(null)
         slot.waiting.clear()
@@ -344,7 +355,7 @@ export class WorkerPool {
     this.#logger.error(
       {
         worker: slot.index,
-        threadId: slot.worker.threadId,
+        threadId: slot.threadId,
         code,
         restarts: this.restarts,
         respawnInMs: delayMs,

@@ -176,6 +176,7 @@ describe('worker threads', () => {
     const [first, second] = await pool.stats()
     assert.ok(first.inflight > 0 && second.inflight > 0, 'both threads hold requests')
     const dead = pool.threads()[0]
+    const deadId = dead.threadId
     await dead.terminate()
     await eventually(() => lines.some((l) => String(l.msg).startsWith('worker thread exited unexpectedly')))
     upstream.release()
@@ -195,6 +196,7 @@ describe('worker threads', () => {
     const crashLog = lines.find((l) => String(l.msg).startsWith('worker thread exited unexpectedly'))!
     assert.equal(crashLog.worker, 0)
     assert.equal(crashLog.restarts, 1)
+    assert.equal(crashLog.threadId, deadId)
     const after = Array.from({ length: CONNECTIONS }, () => getOnNewConnection(`${gw.url()}/x`))
     await eventually(() => upstream.held.length === CONNECTIONS, { timeout: 10_000 })
     assert.ok(
