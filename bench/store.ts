@@ -1,6 +1,6 @@
 /**
  * `node bench/store.ts`: operations per second of the memory Store
- * (src/store/memory.ts), on this thread and from 2 worker threads at once on
+ * (src/stores/memory.ts), on this thread and from 2 worker threads at once on
  * one table. Figures for docs/store.md; nothing asserts them. Quote ratios:
  * the machine is shared.
  *
@@ -11,7 +11,7 @@
  * one route). "1,024 keys": keys spread over the shards (per-client limits).
  */
 import { isMainThread, parentPort, Worker } from 'node:worker_threads'
-import { MemoryStore } from '../src/store/memory.ts'
+import { MemoryStore } from '../src/stores/memory.ts'
 
 interface WorkerJob {
   buffer: SharedArrayBuffer

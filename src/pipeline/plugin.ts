@@ -8,7 +8,7 @@
  */
 import type { TSchema } from '@sinclair/typebox'
 import type { Logger } from 'pino'
-import type { Store } from '../store/store.ts'
+import type { Store } from '../stores/store.ts'
 import type { RequestContext } from './context.ts'
 import type { PluginSlot } from './phases.ts'
 

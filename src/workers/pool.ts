@@ -22,7 +22,7 @@ import type { Logger } from 'pino'
 import { releaseUnshared } from '../runtime/compile.ts'
 import type { Runtime } from '../runtime/runtime.ts'
 import { activateServices, type PreparedSwap } from '../serving.ts'
-import type { MemoryStore } from '../store/memory.ts'
+import type { MemoryStore } from '../stores/memory.ts'
 import { applyEjection, healthTable } from './health-sync.ts'
 import {
   type EjectionEntry,
