@@ -238,13 +238,32 @@ export class Gateway {
     this.#base = base
     this.#discovery.sync(base)
     logger.info({ version: next.version }, 'configuration reloaded')
-    if (base.workers !== old.config.workers)
-      // Threads are started once; changing their number would mean moving live connections.
-      logger.warn(
-        { workers: old.config.workers, configured: base.workers },
-        'workers changed: the number of threads takes effect at the next start',
-      )
+    if (base.workers !== old.config.workers) await this.#resize(old.config.workers, base.workers)
     return swapped
+  }
+
+  /**
+   * A reload changed `workers`: worker threads are added or retired. Serving
+   * on this thread is kept until the next start: its connections cannot move
+   * to other threads.
+   */
+  async #resize(was: Config['workers'], configured: Config['workers']): Promise<void> {
+    const logger = this.#options.logger
+    const pool = this.workers
+    const wanted = await workerCount(configured, {
+      logger,
+      customPlugins: this.#options.plugins !== undefined,
+    })
+    if (pool !== null) {
+      // A thread that cannot start is logged; the reload itself has succeeded on the threads there are.
+      await pool.resize(wanted, this.#current.config.global.gracePeriodMs).catch(() => {})
+      return
+    }
+    if (wanted > 1)
+      logger.warn(
+        { workers: was, configured },
+        'workers changed: serving on this thread until the next start, which starts the worker threads',
+      )
   }
 
   /**

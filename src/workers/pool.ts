@@ -79,6 +79,8 @@ export class WorkerPool {
   /** Reload transactions and replacements run one at a time, in this chain. */
   #queue: Promise<unknown> = Promise.resolve()
   #stopped = false
+  /** Threads a resize retired that are still finishing their requests. */
+  readonly #draining = new Set<Promise<number>>()
   /** Worker threads that died and were replaced since start. */
   restarts = 0
 
@@ -119,6 +121,42 @@ export class WorkerPool {
   /** The threads, for operators and tests (threadId). */
   threads(): readonly Worker[] {
     return this.#slots.map((slot) => slot.worker)
+  }
+
+  /**
+   * Grows or shrinks to `count` threads (a reload changed `workers`). New
+   * threads serve the committed snapshot; the last threads are retired as at
+   * shutdown: they stop accepting, finish their requests within `graceMs`,
+   * and exit, in the background. Runs after any reload under way.
+   */
+  resize(count: number, graceMs: number): Promise<void> {
+    const run = async () => {
+      if (this.#stopped || count === this.#slots.length) return
+      const from = this.#slots.length
+      if (count > from) {
+        const started = await Promise.allSettled(
+          Array.from({ length: count - from }, (_, i) => this.#spawn(from + i)),
+        )
+        const failed = started.find((result) => result.status === 'rejected')
+        if (failed !== undefined) {
+          // All or none: the threads that did start are retired again.
+          for (const slot of this.#slots.splice(from)) void this.#stopSlot(slot, 0)
+          throw (failed as PromiseRejectedResult).reason
+        }
+      } else {
+        // Out of the pool at once (no later reload includes them); they drain in the background.
+        for (const slot of this.#slots.splice(count)) {
+          const draining = this.#stopSlot(slot, graceMs).finally(() => this.#draining.delete(draining))
+          this.#draining.add(draining)
+        }
+      }
+      this.#logger.info({ from, to: count }, 'worker threads resized')
+    }
+    const done = this.#queue.then(run)
+    this.#queue = done.catch((error: unknown) =>
+      this.#logger.error({ err: error }, 'resizing the worker threads failed'),
+    )
+    return done
   }
 
   /** What each live thread reports (requests in flight, snapshot version). */
@@ -227,23 +265,26 @@ export class WorkerPool {
    */
   async stop(graceMs: number): Promise<number> {
     this.#stopped = true
-    let cut = 0
-    await Promise.all(
-      this.#slots.map(async (slot) => {
-        slot.stopping = true
-        if (!slot.live) {
-          await slot.worker.terminate()
-          return
-        }
-        const timer = setTimeout(() => void slot.worker.terminate(), graceMs + STOP_MARGIN_MS)
-        const answer = await this.#ask(slot, () => ({ type: 'stop', graceMs }), 0)
-        if (answer?.type === 'stopped') cut += answer.cut
-        await slot.exited
-        clearTimeout(timer)
-      }),
-    )
+    const cuts = await Promise.all([
+      ...this.#slots.map((slot) => this.#stopSlot(slot, graceMs)),
+      ...this.#draining,
+    ])
     await releaseUnshared(this.#control, null)
-    return cut
+    return cuts.reduce((sum, cut) => sum + cut, 0)
+  }
+
+  /** Drains one thread and waits for it to exit (terminated past the grace period); returns the requests cut. */
+  async #stopSlot(slot: Slot, graceMs: number): Promise<number> {
+    slot.stopping = true
+    if (!slot.live) {
+      await slot.worker.terminate()
+      return 0
+    }
+    const timer = setTimeout(() => void slot.worker.terminate(), graceMs + STOP_MARGIN_MS)
+    const answer = await this.#ask(slot, () => ({ type: 'stop', graceMs }), 0)
+    await slot.exited
+    clearTimeout(timer)
+    return answer?.type === 'stopped' ? answer.cut : 0
   }
 
   #liveSlots(): Slot[] {

@@ -164,6 +164,35 @@ describe('worker threads', () => {
     )
   })
 
+  it('a reload that changes workers adds or retires threads', async () => {
+    const upstream = cleanup.track(await startUpstream('app'))
+    const gw = cleanup.track(await startGateway(config(upstream.url)))
+    const pool = gw.gateway.workers!
+    await gw.write(config(upstream.url).replace('workers: 2', 'workers: 3'))
+    assert.deepEqual(await gw.gateway.reload(), { ok: true, version: 2 })
+    assert.deepEqual(
+      (await pool.stats()).map((s) => s.version),
+      [2, 2, 2],
+    )
+    const answers = await Promise.all(
+      Array.from({ length: CONNECTIONS }, () => getOnNewConnection(`${gw.url()}/x`)),
+    )
+    for (const answer of answers) assert.equal(answer.status, 200)
+    const three = pool.threads()
+    await gw.write(config(upstream.url).replace('workers: 2', 'workers: 1'))
+    assert.deepEqual(await gw.gateway.reload(), { ok: true, version: 3 })
+    assert.deepEqual(
+      (await pool.stats()).map((s) => s.version),
+      [3],
+    )
+    // Retired threads drain and exit (a connection queued on a listener as it closes is reset: docs/workers.md).
+    await eventually(() => three.slice(1).every((thread) => thread.threadId === -1), { timeout: 10_000 })
+    const after = await Promise.all(
+      Array.from({ length: CONNECTIONS }, () => getOnNewConnection(`${gw.url()}/x`)),
+    )
+    for (const answer of after) assert.equal(answer.status, 200)
+  })
+
   it('replaces a thread that dies; requests on the other thread finish', async () => {
     const upstream = cleanup.track(await startHoldingUpstream())
     const { logger, lines } = logCapture()
