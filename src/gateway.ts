@@ -5,6 +5,7 @@
  * flight finish on the snapshot they started on, and the old snapshot's
  * plugins (and pools no longer used) close once its last request ends.
  */
+import { randomBytes } from 'node:crypto'
 import { type FSWatcher, readFileSync, watch } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
@@ -72,6 +73,8 @@ export class Gateway {
   readonly #discovery: Discovery
   /** What plugins share across snapshots and threads: made once, here, and handed to every thread. */
   readonly #store: Store
+  /** TLS session ticket keys for the life of the process (CompileOptions.ticketKeys). */
+  readonly #ticketKeys: Buffer
   /** Reloads and discovery rebuilds run one at a time, in this chain. */
   #lock: Promise<unknown> = Promise.resolve()
   #rebuildQueued = false
@@ -84,6 +87,7 @@ export class Gateway {
     base: Config,
     discovery: Discovery,
     store: Store,
+    ticketKeys: Buffer,
   ) {
     this.#options = options
     this.#plugins = plugins
@@ -92,6 +96,7 @@ export class Gateway {
     this.#base = base
     this.#discovery = discovery
     this.#store = store
+    this.#ticketKeys = ticketKeys
     const pool = plane instanceof WorkerPool ? plane : null
     this.#health = new ActiveHealthChecker({
       logger: options.logger,
@@ -120,10 +125,18 @@ export class Gateway {
     let runtime: Runtime
     let plane: DataPlane
     const store = MemoryStore.create()
+    const ticketKeys = randomBytes(48)
     try {
       discovery.sync(config)
       await discovery.ready(FIRST_DISCOVERY_WAIT_MS)
-      runtime = compile(discovery.apply(config), { plugins, logger, previous: null, version: 1, store })
+      runtime = compile(discovery.apply(config), {
+        plugins,
+        logger,
+        previous: null,
+        version: 1,
+        store,
+        ticketKeys,
+      })
       missed = false
       const threads = await workerCount(config.workers, {
         logger,
@@ -133,7 +146,7 @@ export class Gateway {
       try {
         plane =
           threads > 1
-            ? await WorkerPool.start({ count: threads, runtime, logger, store })
+            ? await WorkerPool.start({ count: threads, runtime, logger, store, ticketKeys })
             : await Serving.start(runtime, { reusePort: false })
       } catch (error) {
         void releaseUnshared(runtime, null)
@@ -143,7 +156,7 @@ export class Gateway {
       discovery.stop()
       throw error
     }
-    const started = new Gateway(options, plugins, plane, runtime, config, discovery, store)
+    const started = new Gateway(options, plugins, plane, runtime, config, discovery, store, ticketKeys)
     gateway = started
     started.#health.update(runtime.services)
     if (missed) started.#discoveryChanged()
@@ -223,6 +236,7 @@ export class Gateway {
         previous: old,
         version: old.version + 1,
         store: this.#store,
+        ticketKeys: this.#ticketKeys,
       })
       base = config
     } catch (error) {
@@ -328,6 +342,7 @@ export class Gateway {
         previous: old,
         version: old.version + 1,
         store: this.#store,
+        ticketKeys: this.#ticketKeys,
       })
     } catch (error) {
       this.#options.logger.error(

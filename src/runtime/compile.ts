@@ -35,6 +35,12 @@ export interface CompileOptions {
   onEject?: EjectionListener
   /** The store plugins share, the same for every snapshot and thread. */
   store: Store
+  /**
+   * TLS session ticket keys (48 bytes), the same for every snapshot and
+   * thread, so a client resumes its session whichever thread its next
+   * connection reaches, and after a reload.
+   */
+  ticketKeys: Buffer
 }
 
 export function compile(config: Config, options: CompileOptions): Runtime {
@@ -134,7 +140,7 @@ export function compile(config: Config, options: CompileOptions): Runtime {
     const listeners = new Map<string, CompiledListener>()
     config.listeners.forEach((listener, i) => {
       const key = listenerKey(listener, i)
-      listeners.set(key, compileListener(listener, key))
+      listeners.set(key, compileListener(listener, key, options.ticketKeys))
     })
 
     const accessLog =
@@ -295,7 +301,7 @@ function joinPath(head: string, rest: string): string {
   return head.endsWith('/') ? head + rest.slice(1) : head + rest
 }
 
-function compileListener(config: ListenerConfig, key: string): CompiledListener {
+function compileListener(config: ListenerConfig, key: string, ticketKeys: Buffer): CompiledListener {
   let secureContext: CompiledListener['secureContext'] = null
   if (config.tls) {
     const exact = new Map<string, SecureContext>()
@@ -305,6 +311,7 @@ function compileListener(config: ListenerConfig, key: string): CompiledListener 
         cert: cert.certPem,
         key: cert.keyPem,
         minVersion: config.tls!.minVersion,
+        ticketKeys,
       })
       // The first certificate naming a host wins, as in file order.
       for (const name of cert.serverNames) {
@@ -329,7 +336,7 @@ function compileListener(config: ListenerConfig, key: string): CompiledListener 
       return (dot > 0 ? wildcard.get(name.slice(dot)) : undefined) ?? fallback
     }
   }
-  return { config, key, limits: config.limits, secureContext }
+  return { config, key, limits: config.limits, secureContext, ticketKeys }
 }
 
 async function waitFor(condition: () => boolean): Promise<void> {

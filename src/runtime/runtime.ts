@@ -42,6 +42,8 @@ export interface CompiledListener {
   readonly limits: LimitsConfig
   /** SNI name -> context; exact names, then `*.suffix`, then the default. */
   readonly secureContext: ((servername: string) => SecureContext | undefined) | null
+  /** TLS session ticket keys shared by every thread and snapshot (CompileOptions.ticketKeys). */
+  readonly ticketKeys: Buffer
 }
 
 export interface Runtime {

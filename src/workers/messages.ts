@@ -37,6 +37,8 @@ export interface WorkerInit {
   readonly logLevel: string
   /** The memory Store's table, the same memory in every thread. */
   readonly store: SharedArrayBuffer
+  /** TLS session ticket keys (a Buffer arrives as a Uint8Array). */
+  readonly ticketKeys: Uint8Array
 }
 
 export type ToWorker =

@@ -49,6 +49,8 @@ export interface WorkerPoolOptions {
   readonly logger: Logger
   /** The memory Store, whose SharedArrayBuffer every thread attaches. */
   readonly store: MemoryStore
+  /** TLS session ticket keys, the same in every thread. */
+  readonly ticketKeys: Buffer
 }
 
 interface Slot {
@@ -70,6 +72,7 @@ interface Slot {
 export class WorkerPool {
   readonly #logger: Logger
   readonly #store: MemoryStore
+  readonly #ticketKeys: Buffer
   readonly #slots: Slot[] = []
   #control: Runtime
   /** Ports of port-0 listeners by listener key, as the first thread bound them. */
@@ -87,6 +90,7 @@ export class WorkerPool {
   private constructor(options: WorkerPoolOptions) {
     this.#logger = options.logger
     this.#store = options.store
+    this.#ticketKeys = options.ticketKeys
     this.#control = options.runtime
   }
 
@@ -310,6 +314,7 @@ export class WorkerPool {
       ports: this.#ports,
       logLevel: this.#logger.level,
       store: this.#store.buffer,
+      ticketKeys: this.#ticketKeys,
     }
     const worker = new Worker(WORKER_URL, { workerData: init, stdout: false, stderr: false })
     const previous = this.#slots[index]

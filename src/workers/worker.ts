@@ -31,6 +31,7 @@ const logger = pino(
 const plugins = builtinPlugins()
 /** The main thread's store, seen from here: a counter is exact whatever thread counts. */
 const store = MemoryStore.attach(init.store)
+const ticketKeys = Buffer.from(init.ticketKeys)
 /** This thread's passive ejections go to the main thread, which passes them to the other threads. */
 const onEject = (service: string, target: Target, forMs: number) =>
   send({
@@ -47,6 +48,7 @@ try {
     version: init.version,
     onEject,
     store,
+    ticketKeys,
   })
   applyHealth(runtime, init.health)
   serving = await Serving.start(runtime, { reusePort: true }, init.ports)
@@ -105,6 +107,7 @@ async function prepare(message: Extract<ToWorker, { type: 'prepare' }>): Promise
       version: message.version,
       onEject,
       store,
+      ticketKeys,
     })
     // Targets carried over keep their state (and the verdicts already sent); new ones start up, as on the main thread.
     serving.assignPorts(message.ports)

@@ -11,7 +11,9 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { connect as connectTls } from 'node:tls'
 import pino from 'pino'
+import { makeCertificates } from '../helpers/certs.ts'
 import { createCleanup } from '../helpers/cleanup.ts'
 import { killCli, type StartedCli, startCli } from '../helpers/cli.ts'
 import { eventually } from '../helpers/eventually.ts'
@@ -309,6 +311,61 @@ describe('worker threads', () => {
       assert.deepEqual(answer, { status: 200, body: 'released' })
     await stopped
     for (const thread of pool.threads()) assert.equal(thread.threadId, -1, 'the thread has exited')
+  })
+
+  it('a TLS session resumes whichever thread the next connection reaches, also after a reload', async () => {
+    const upstream = cleanup.track(await startUpstream('app'))
+    const pki = await makeCertificates(['api.example.com'])
+    cleanup.defer(() => pki.remove())
+    const cert = pki.certs['api.example.com']
+    const tlsConfig = (name: string) =>
+      config(upstream.url, '', `  - path: /${name}\n    respond: { status: 200 }`).replace(
+        '    host: 127.0.0.1\n',
+        `    host: 127.0.0.1\n    tls:\n      certificates: [{cert: ${cert.certFile}, key: ${cert.keyFile}}]\n`,
+      )
+    const gw = cleanup.track(await startGateway(tlsConfig('one')))
+    const port = gw.port()
+    /** A new connection offering `session`: whether the server resumed it (TLS 1.3 PSK, RFC 8446 §2.2). */
+    const resumes = (session: Buffer) =>
+      new Promise<boolean>((resolve, reject) => {
+        const socket = connectTls({
+          port,
+          host: '127.0.0.1',
+          servername: 'api.example.com',
+          ca: pki.ca.cert,
+          session,
+        })
+        socket.once('secureConnect', () => {
+          resolve(socket.isSessionReused())
+          socket.end()
+        })
+        socket.once('error', reject)
+      })
+    /** A first connection, kept until the server has sent a ticket. */
+    const ticket = () =>
+      new Promise<Buffer>((resolve, reject) => {
+        const socket = connectTls({ port, host: '127.0.0.1', servername: 'api.example.com', ca: pki.ca.cert })
+        socket.once('session', (session: Buffer) => {
+          resolve(session)
+          socket.end()
+        })
+        socket.once('error', reject)
+      })
+    const session = await ticket()
+    const resumed = await Promise.all(Array.from({ length: CONNECTIONS }, () => resumes(session)))
+    assert.deepEqual(
+      resumed,
+      resumed.map(() => true),
+      'every connection resumed, on either thread',
+    )
+    await gw.write(tlsConfig('two'))
+    assert.equal((await gw.gateway.reload()).ok, true)
+    const afterReload = await Promise.all(Array.from({ length: 8 }, () => resumes(session)))
+    assert.deepEqual(
+      afterReload,
+      afterReload.map(() => true),
+      'tickets from before the reload still resume',
+    )
   })
 
   it('gatehouse start: two threads, SIGHUP reloads both, SIGTERM drains both and exits 0', async () => {
