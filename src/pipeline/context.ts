@@ -38,7 +38,8 @@ export class RequestContext {
   readonly secure: boolean
 
   route: CompiledRoute | null = null
-  params: Record<string, string> = {}
+  /** The route's path params; one shared empty (frozen) object when it has none. */
+  params: Readonly<Record<string, string>> = NO_PARAMS
   /** The part of the path the route matched (the prefix for prefix routes). */
   matchedPath = ''
   /** Path and query sent upstream. */
@@ -59,34 +60,48 @@ export class RequestContext {
    * instead of a second 'close' listener per request.
    */
   upstream: { clientClosed(): void } | null = null
-  readonly locals: Record<string, unknown> = {}
+  #locals: Record<string, unknown> | null = null
 
-  constructor(init: {
-    req: ClientRequest
-    res: ClientResponse
-    runtime: Runtime
-    listener: CompiledListener
-    requestId: string
-    method: string
-    host: string
-    path: string
-    query: string
-    peerIp: string
-    clientIp: string
-    secure: boolean
-  }) {
-    this.req = init.req
-    this.res = init.res
-    this.runtime = init.runtime
-    this.listener = init.listener
+  /**
+   * Positional, not an init object: this runs once per request, and the
+   * object would be one more allocation on the hot path (createContext is
+   * the one caller).
+   */
+  constructor(
+    req: ClientRequest,
+    res: ClientResponse,
+    runtime: Runtime,
+    listener: CompiledListener,
+    requestId: string,
+    method: string,
+    host: string,
+    path: string,
+    query: string,
+    peerIp: string,
+    clientIp: string,
+    secure: boolean,
+  ) {
+    this.req = req
+    this.res = res
+    this.runtime = runtime
+    this.listener = listener
     this.startTime = performance.now()
-    this.requestId = init.requestId
-    this.method = init.method
-    this.host = init.host
-    this.path = init.path
-    this.query = init.query
-    this.peerIp = init.peerIp
-    this.clientIp = init.clientIp
-    this.secure = init.secure
+    this.requestId = requestId
+    this.method = method
+    this.host = host
+    this.path = path
+    this.query = query
+    this.peerIp = peerIp
+    this.clientIp = clientIp
+    this.secure = secure
+  }
+
+  /** Plugins' per-request values; made on first use (most requests have no plugin that keeps any). */
+  get locals(): Record<string, unknown> {
+    this.#locals ??= {}
+    return this.#locals
   }
 }
+
+/** The params of a route without any: shared by every such request, so frozen. */
+export const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({})

@@ -28,7 +28,8 @@ export function handleRequest(
 ): void {
   const ctx = createContext(runtime, listener, req, res)
   runtime.inflight++
-  res.once('close', () => complete(ctx))
+  ;(res as ResponseWithContext)[CONTEXT] = ctx
+  res.on('close', onResponseClose)
   if (req.httpVersionMajor === 2) armHttp2RequestTimeout(ctx, req as Http2ServerRequest)
   try {
     if (!accept(ctx)) return
@@ -50,6 +51,18 @@ export function handleRequest(
   }
 }
 
+/**
+ * The request's context, tied to its response so that one shared 'close'
+ * listener finds it: no closure and no `once` wrapper per request.
+ */
+const CONTEXT = Symbol('gatehouse.context')
+type ResponseWithContext = ClientResponse & { [CONTEXT]?: RequestContext }
+
+function onResponseClose(this: ResponseWithContext): void {
+  const ctx = this[CONTEXT]
+  if (ctx !== undefined) complete(ctx)
+}
+
 export function createContext(
   runtime: Runtime,
   listener: CompiledListener,
@@ -59,20 +72,20 @@ export function createContext(
   const target = splitTarget(req.url ?? '/')
   const peerIp = unmapIpv4(req.socket?.remoteAddress ?? '')
   const headers = req.headers
-  return new RequestContext({
+  return new RequestContext(
     req,
     res,
     runtime,
     listener,
-    requestId: requestIdFrom(headers[runtime.config.global.requestIdHeader]),
-    method: req.method ?? 'GET',
-    host: hostOnly(target.authority ?? headers.host ?? (headers[':authority'] as string | undefined)),
-    path: target.path.startsWith('/') ? normalizePath(target.path) : target.path,
-    query: target.query,
+    requestIdFrom(headers[runtime.config.global.requestIdHeader]),
+    req.method ?? 'GET',
+    hostOnly(target.authority ?? headers.host ?? (headers[':authority'] as string | undefined)),
+    target.path.startsWith('/') ? normalizePath(target.path) : target.path,
+    target.query,
     peerIp,
-    clientIp: clientIpFrom(peerIp, headers['x-forwarded-for'], runtime.trustedProxies),
-    secure: listener.config.tls !== null,
-  })
+    clientIpFrom(peerIp, headers['x-forwarded-for'], runtime.trustedProxies),
+    listener.config.tls !== null,
+  )
 }
 
 /**

@@ -127,7 +127,8 @@ function dispatchTry(
     : (route.config.hostRewrite ?? target.host)
   const headers = upstreamRequestHeaders(ctx, hostHeader)
   ctx.target = target
-  if (ctx.attempts++ === 0) ctx.upstreamStart = performance.now()
+  const now = performance.now()
+  if (ctx.attempts++ === 0) ctx.upstreamStart = now
   target.state.inflight++
   const timeouts = service.config.timeouts
   const overrides = route.config.timeouts
@@ -143,7 +144,7 @@ function dispatchTry(
     headersTimeout: tighter(responseMs, service.config.retries.perTryTimeoutMs),
     bodyTimeout: overrides?.idleMs ?? timeouts.idleMs,
   }
-  target.pool.dispatch(options, new ProxyHandler(ctx, service, target, exchange, holdsRetry))
+  target.pool.dispatch(options, new ProxyHandler(ctx, service, target, exchange, holdsRetry, now))
 }
 
 /** The shorter of two timeouts where 0 (undici's "none") and null mean no limit. */
@@ -297,7 +298,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   /** This try is a retry: its share of the retry budget is given back when it ends. */
   readonly #holdsRetry: boolean
   /** When this try was sent; its latency is reported from here. */
-  readonly #start = performance.now()
+  readonly #start: number
   #controller: Dispatcher.DispatchController | null = null
   /** The upstream exchange is over (ended or failed); counted out of target.state.inflight once. */
   #done = false
@@ -309,6 +310,13 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   #discarded = -1
   /** Resumes the upstream read once the client socket drains; made on the first pause only. */
   #onDrain: (() => void) | null = null
+  /**
+   * Body bytes still to come by the target's Content-Length, -1 when the
+   * length is not known. The chunk that completes the body is written with
+   * res.end(chunk) (one call instead of write then end); undici reports the
+   * response's end within the same parser run.
+   */
+  #remaining = -1
 
   constructor(
     ctx: RequestContext,
@@ -316,12 +324,14 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     target: Target,
     exchange: Exchange | null,
     holdsRetry: boolean,
+    start: number,
   ) {
     this.#ctx = ctx
     this.#service = service
     this.#target = target
     this.#exchange = exchange
     this.#holdsRetry = holdsRetry
+    this.#start = start
     ctx.upstream = this
     if (exchange !== null) {
       exchange.attach(this)
@@ -362,13 +372,14 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     const ctx = this.#ctx
-    const latencyMs = performance.now() - this.#start
+    const now = performance.now()
+    const latencyMs = now - this.#start
     this.#service.report(this.#target, { kind: 'response', status: statusCode, latencyMs })
     if (this.#exchange?.retry(statusCode)) {
       this.#discarded = 0
       return
     }
-    ctx.upstreamTimeMs = performance.now() - ctx.upstreamStart
+    ctx.upstreamTimeMs = now - ctx.upstreamStart
     let head: ResponseHead
     try {
       head = upstreamResponseHead(ctx, statusCode, headers)
@@ -393,6 +404,10 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     }
     ctx.replied = true
     ctx.status = head.status
+    const length = headers['content-length']
+    // RFC 9110 §6.4.1: no body for HEAD, 1xx, 204 and 304, whatever Content-Length says.
+    if (typeof length === 'string' && ctx.method !== 'HEAD' && statusCode !== 204 && statusCode !== 304)
+      this.#remaining = Number(length)
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -403,6 +418,12 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     }
     const res = this.#ctx.res
     this.#ctx.bytesOut += chunk.length
+    if (chunk.length === this.#remaining) {
+      this.#remaining = 0
+      res.end(chunk)
+      return
+    }
+    if (this.#remaining > 0) this.#remaining -= chunk.length
     if (!res.write(chunk)) {
       controller.pause()
       this.#onDrain ??= () => controller.resume()
@@ -414,6 +435,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     this.#finish()
     if (this.#discarded >= 0) return
     this.#exchange?.done()
+    // Ended with its last chunk already (a body with Content-Length has no trailers).
+    if (this.#remaining === 0 && this.#ctx.res.writableEnded) return
     const res = this.#ctx.res
     if (hasFields(trailers)) relayTrailers(this.#ctx, trailers)
     res.end()

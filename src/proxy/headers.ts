@@ -42,6 +42,8 @@ const FROM_TRUSTED_ONLY = new Set(['x-real-ip', 'x-forwarded-port', 'x-forwarded
 
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null
+  // The usual values name no field: answered without a split and a Set per message.
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive') return null
   const text = Array.isArray(value) ? value.join(',') : value
   const tokens = new Set<string>()
   for (const token of text.split(',')) {
@@ -116,7 +118,8 @@ export function upstreamRequestHeaders(ctx: RequestContext, hostHeader: string):
  */
 export function forwardedElement(peerIp: string, proto: string, host: string): string {
   const node = peerIp === '' ? 'unknown' : peerIp.includes(':') ? `"[${peerIp}]"` : peerIp
-  const quotedHost = host === '' ? '' : `;host="${host.replace(/["\\]/g, '\\$&')}"`
+  const escaped = host.includes('"') || host.includes('\\') ? host.replace(/["\\]/g, '\\$&') : host
+  const quotedHost = host === '' ? '' : `;host="${escaped}"`
   return `for=${node};proto=${proto}${quotedHost}`
 }
 

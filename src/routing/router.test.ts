@@ -55,6 +55,28 @@ function winner(router: Router<TestRoute>, path: string, more: Partial<RouteFact
 }
 
 describe('router: matching', () => {
+  it('a lone catch-all route (no index lookup) matches every origin-form path, params empty', () => {
+    const router = new Router(routes({ name: 'all', path: '/' }))
+    for (const path of ['/', '/a', '/a/b/', '/%2F', '/a;b', '/x?y', `/${'s'.repeat(500)}`]) {
+      const result = router.find(facts(path))
+      assert.equal(result.kind === 'match' && result.route.name, 'all', path)
+      assert.deepEqual(result.kind === 'match' && result.params, {}, path)
+    }
+    // Conditions still apply when the lookup is skipped.
+    const guarded = new Router(
+      routes({ name: 'get', path: '/', methods: ['GET'] }, { path: '/', host: 'a.example' }),
+    )
+    assert.equal(winner(guarded, '/x', { method: 'POST' }), '405')
+    assert.equal(winner(guarded, '/x', { method: 'POST', host: 'a.example' }), 'r1')
+  })
+
+  it('a catch-all beside narrower routes still lets the narrower ones win', () => {
+    const router = new Router(routes({ name: 'all', path: '/' }, { name: 'api', path: '/api' }))
+    assert.equal(winner(router, '/api/users'), 'api')
+    assert.equal(winner(router, '/apix'), 'all')
+    assert.equal(winner(router, '/'), 'all')
+  })
+
   it('matches exact hosts and *.example.com wildcards of exactly one label', () => {
     const router = new Router(
       routes(

@@ -64,6 +64,8 @@ export type RouteResult<R> =
   | { kind: 'method-not-allowed'; allow: string[] }
   | { kind: 'not-found' }
 
+const NO_PARAMS: Record<string, string> = Object.freeze({})
+
 export class Router<R extends MatchableRoute> {
   readonly #index = FindMyWay({
     ignoreTrailingSlash: false,
@@ -75,21 +77,30 @@ export class Router<R extends MatchableRoute> {
   /** Every entry, in precedence order: for paths the index cannot take. */
   readonly #ordered: RouteEntry<R>[]
   readonly #regexOnly: RouteEntry<R>[]
+  /**
+   * False when a lookup could never narrow the candidates: every path
+   * reaches a node (a `/*` key exists) and every node holds every route, as
+   * with one catch-all route. The lookup is then skipped, not just cheap.
+   */
+  readonly #narrows: boolean
 
   constructor(routes: readonly R[]) {
     this.#ordered = precedenceOrder(routes)
     this.#regexOnly = this.#ordered.filter((entry) => entry.route.path.kind === 'regex')
     const keys = new Set(routes.flatMap((route) => indexKeys(route.path)))
+    let narrows = !keys.has('/*')
     for (const key of keys) {
       const node = parseIndexKey(key)
       const candidates = this.#ordered.filter((entry) => couldMatch(node, entry.route.path))
+      if (candidates.length < this.#ordered.length) narrows = true
       this.#index.on('GET', key, () => {}, candidates)
     }
+    this.#narrows = narrows
   }
 
   find(facts: RouteFacts): RouteResult<R> {
     let candidates: RouteEntry<R>[]
-    if (facts.path.startsWith('/')) {
+    if (facts.path.startsWith('/') && this.#narrows) {
       const node = this.#index.find('GET', indexLookupPath(facts.path))
       candidates = node ? (node.store as RouteEntry<R>[]) : this.#regexOnly
     } else candidates = this.#ordered
@@ -110,7 +121,9 @@ export class Router<R extends MatchableRoute> {
         if (route.methods.has('GET')) allow.add('HEAD')
         continue
       }
-      return { kind: 'match', route, params: { ...match.groups }, matched: match[0] }
+      // A route without params (the common catch-all) shares one frozen empty object instead of a copy per request.
+      const params = match.groups === undefined ? NO_PARAMS : { ...match.groups }
+      return { kind: 'match', route, params, matched: match[0] }
     }
     if (allow !== undefined) return { kind: 'method-not-allowed', allow: [...allow].sort() }
     return { kind: 'not-found' }

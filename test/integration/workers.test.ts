@@ -340,6 +340,7 @@ describe('worker threads', () => {
           socket.end()
         })
         socket.once('error', reject)
+        socket.setTimeout(10_000, () => socket.destroy(new Error('no TLS handshake within 10 s')))
       })
     /** A first connection, kept until the server has sent a ticket. */
     const ticket = () =>
@@ -350,6 +351,7 @@ describe('worker threads', () => {
           socket.end()
         })
         socket.once('error', reject)
+        socket.setTimeout(10_000, () => socket.destroy(new Error('no TLS handshake within 10 s')))
       })
     const session = await ticket()
     const resumed = await Promise.all(Array.from({ length: CONNECTIONS }, () => resumes(session)))
