@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { request } from 'undici'
@@ -157,6 +157,59 @@ accessLog: off
     } finally {
       await killCli(cli)
     }
+  })
+
+  describe('memory tuning at start (docs/performance.md)', () => {
+    /** The running process's command line and MALLOC_ARENA_MAX, read from /proc. */
+    const processFacts = async (pid: number) => {
+      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
+      const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0')
+      return { cmdline, arenas: environ.find((v) => v.startsWith('MALLOC_ARENA_MAX='))?.split('=')[1] }
+    }
+
+    it('start runs Node with a capped young generation and one malloc arena per core, in the same process', {
+      skip: process.platform !== 'linux',
+    }, async () => {
+      const file = join(dir, 'tuned.yaml')
+      await writeFile(file, valid)
+      const cli = await startCli(file, { env: { MALLOC_ARENA_MAX: '' } })
+      try {
+        const started = cli.logs().find((l) => l.msg === 'gatehouse started')!
+        assert.equal(started.pid, cli.child.pid, 'process.execve keeps the PID signals are sent to')
+        const facts = await processFacts(cli.child.pid!)
+        assert.ok(facts.cmdline.includes('--max-semi-space-size=4'), facts.cmdline.join(' '))
+        assert.equal(facts.arenas, String(availableParallelism()))
+        cli.signal('SIGTERM')
+        assert.deepEqual(await cli.exited, { code: 0, signal: null })
+      } finally {
+        await killCli(cli)
+      }
+    })
+
+    it("keeps the operator's own settings, and GATEHOUSE_NODE_TUNING=off keeps Node's defaults", {
+      skip: process.platform !== 'linux',
+    }, async () => {
+      const file = join(dir, 'untuned.yaml')
+      await writeFile(file, valid)
+      const own = await startCli(file, {
+        env: { MALLOC_ARENA_MAX: '3', NODE_OPTIONS: '--max-semi-space-size=8' },
+      })
+      const off = await startCli(file, { env: { GATEHOUSE_NODE_TUNING: 'off', MALLOC_ARENA_MAX: '' } })
+      try {
+        const mine = await processFacts(own.child.pid!)
+        assert.ok(!mine.cmdline.includes('--max-semi-space-size=4'), mine.cmdline.join(' '))
+        assert.equal(mine.arenas, '3')
+        const defaults = await processFacts(off.child.pid!)
+        assert.ok(
+          !defaults.cmdline.some((arg) => arg.startsWith('--max-semi-space-size')),
+          defaults.cmdline.join(' '),
+        )
+        assert.equal(defaults.arenas, '')
+      } finally {
+        await killCli(own)
+        await killCli(off)
+      }
+    })
   })
 
   it('bin/gatehouse.js asks for the Node.js major version that package.json engines names', async () => {
