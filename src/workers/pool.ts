@@ -103,7 +103,9 @@ export class WorkerPool {
       await pool.#spawn(0)
       await Promise.all(Array.from({ length: options.count - 1 }, (_, i) => pool.#spawn(i + 1)))
     } catch (error) {
-      await pool.stop(0)
+      // The control snapshot stays the caller's to release: only the threads are stopped.
+      pool.#stopped = true
+      await pool.#stopThreads(0)
       throw error
     }
     return pool
@@ -269,11 +271,16 @@ export class WorkerPool {
    */
   async stop(graceMs: number): Promise<number> {
     this.#stopped = true
+    const cut = await this.#stopThreads(graceMs)
+    await releaseUnshared(this.#control, null)
+    return cut
+  }
+
+  async #stopThreads(graceMs: number): Promise<number> {
     const cuts = await Promise.all([
       ...this.#slots.map((slot) => this.#stopSlot(slot, graceMs)),
       ...this.#draining,
     ])
-    await releaseUnshared(this.#control, null)
     return cuts.reduce((sum, cut) => sum + cut, 0)
   }
 

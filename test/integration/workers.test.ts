@@ -118,6 +118,18 @@ describe('worker threads', () => {
       assert.deepEqual(answer, { status: 200, body: 'released' })
   })
 
+  it('refuses to start, with no thread left behind, when a port is taken', async () => {
+    const squatter = cleanup.track(await startUpstream('squatter'))
+    const { logger, lines } = logCapture()
+    await assert.rejects(
+      startGateway(config(squatter.url).replace('port: 0', `port: ${squatter.port}`), {}, { logger }),
+      (error: NodeJS.ErrnoException) => error.code === 'EADDRINUSE',
+    )
+    assert.equal(lines.filter((l) => l.level === 50).length, 0, 'a refused start is not a crash')
+    const answer = await getOnNewConnection(`http://127.0.0.1:${squatter.port}/`)
+    assert.equal(JSON.parse(answer.body).name, 'squatter')
+  })
+
   it('reloads every thread or none', async () => {
     const upstream = cleanup.track(await startUpstream('app'))
     const gw = cleanup.track(await startGateway(config(upstream.url)))
