@@ -38,6 +38,7 @@
  * from a shard before it is declared full.
  */
 import { threadId } from 'node:worker_threads'
+import { FNV_OFFSET, FNV_PRIME, fmix32 } from '../hash.ts'
 import {
   type CounterState,
   checkIncrement,
@@ -148,19 +149,6 @@ function geometry(options: MemoryStoreOptions): Geometry {
   }
   return { capacity, shards, shardSlots, maxKeyBytes, maxValueBytes, slotBytes, byteLength }
 }
-
-/** Murmur3's finalizer: FNV-1a alone leaves the low bits (the shard and home slot) poorly mixed. */
-function finish(h: number): number {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
-
-const FNV_OFFSET = 0x811c9dc5
-const FNV_PRIME = 0x01000193
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -494,7 +482,7 @@ export class MemoryStore implements Store {
         h = Math.imul(h ^ c, FNV_PRIME)
       }
       if (i === length) {
-        this.#hash = finish(h)
+        this.#hash = fmix32(h)
         return length
       }
     }
@@ -507,7 +495,7 @@ export class MemoryStore implements Store {
     }
     h = this.#seed
     for (let i = 0; i < written; i++) h = Math.imul(h ^ bytes[i], FNV_PRIME)
-    this.#hash = finish(h)
+    this.#hash = fmix32(h)
     return written
   }
 

@@ -32,6 +32,7 @@
  * moving once (back) rather than flapping.
  */
 import { createHash } from 'node:crypto'
+import { FNV_OFFSET, FNV_PRIME, fmix32 } from '../../hash.ts'
 import { effectiveWeight } from '../slow-start.ts'
 import type { Target } from '../target.ts'
 import { isCandidate } from './candidates.ts'
@@ -127,17 +128,7 @@ function lowerBound(points: Uint32Array, hash: number): number {
 
 /** 32-bit hash of a string: FNV-1a over its UTF-16 code units, then murmur3's finalizer for avalanche. */
 export function hashString(text: string): number {
-  let hash = 0x811c9dc5
-  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193)
+  let hash = FNV_OFFSET
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), FNV_PRIME)
   return fmix32(hash)
-}
-
-function fmix32(value: number): number {
-  let h = value
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
 }
