@@ -49,6 +49,8 @@ export type ReloadResult = { ok: true; version: number } | { ok: false; error: C
  * steps (prepare, then commit or abort) and retire the snapshots they replace.
  */
 interface DataPlane {
+  /** The snapshot of this thread: the one serving (one thread), or the control snapshot (workers). */
+  readonly runtime: Runtime
   prepare(next: Runtime): Promise<PreparedSwap>
   ports(): Record<string, number>
   /** Drains within the grace period; returns the requests cut. */
@@ -59,8 +61,6 @@ export class Gateway {
   readonly #options: GatewayOptions
   readonly #plugins: ReadonlyMap<string, PluginDefinition<never>>
   readonly #plane: DataPlane
-  /** The snapshot of this thread: the one serving (one thread), or the control snapshot (workers). */
-  #current: Runtime
   #watcher: FSWatcher | null = null
   #reloading: Promise<ReloadResult> | null = null
   /** A reload asked for while one runs: it must read the file again, as it may have changed since. */
@@ -83,7 +83,6 @@ export class Gateway {
     options: GatewayOptions,
     plugins: ReadonlyMap<string, PluginDefinition<never>>,
     plane: DataPlane,
-    runtime: Runtime,
     base: Config,
     discovery: Discovery,
     store: Store,
@@ -92,7 +91,6 @@ export class Gateway {
     this.#options = options
     this.#plugins = plugins
     this.#plane = plane
-    this.#current = runtime
     this.#base = base
     this.#discovery = discovery
     this.#store = store
@@ -156,7 +154,7 @@ export class Gateway {
       discovery.stop()
       throw error
     }
-    const started = new Gateway(options, plugins, plane, runtime, config, discovery, store, ticketKeys)
+    const started = new Gateway(options, plugins, plane, config, discovery, store, ticketKeys)
     gateway = started
     started.#health.update(runtime.services)
     if (missed) started.#discoveryChanged()
@@ -164,11 +162,11 @@ export class Gateway {
   }
 
   get runtime(): Runtime {
-    return this.#current
+    return this.#plane.runtime
   }
 
   get config(): Config {
-    return this.#current.config
+    return this.runtime.config
   }
 
   /** The worker threads, or null when serving on this thread. */
@@ -190,7 +188,7 @@ export class Gateway {
   upstreamStates(): Record<string, TargetView[]> {
     const now = performance.now()
     const out: Record<string, TargetView[]> = {}
-    for (const [name, service] of this.#current.services) {
+    for (const [name, service] of this.runtime.services) {
       // An ejection that ran out while the service was idle has not been noticed by a request yet.
       service.selection.refresh(now)
       out[name] = describeTargets(service.targets, now, (target) => service.describeCircuit(target, now))
@@ -220,7 +218,7 @@ export class Gateway {
 
   async #reload(): Promise<ReloadResult> {
     const logger = this.#options.logger
-    const old = this.#current
+    const old = this.runtime
     if (this.#stopped) return { ok: false, error: new Error('the gateway is stopping') }
     let next: Runtime
     let base: Config
@@ -270,7 +268,7 @@ export class Gateway {
     })
     if (pool !== null) {
       // A thread that cannot start is logged; the reload itself has succeeded on the threads there are.
-      await pool.resize(wanted, this.#current.config.global.gracePeriodMs).catch(() => {})
+      await pool.resize(wanted, this.runtime.config.global.gracePeriodMs).catch(() => {})
       return
     }
     if (wanted > 1)
@@ -302,7 +300,6 @@ export class Gateway {
       return { ok: false, error: error as Error }
     }
     swap.commit()
-    this.#current = next
     this.#health.update(next.services)
     return { ok: true, version: next.version }
   }
@@ -333,7 +330,7 @@ export class Gateway {
 
   async #rebuild(): Promise<void> {
     if (this.#stopped) return
-    const old = this.#current
+    const old = this.runtime
     let next: Runtime
     try {
       next = compile(this.#discovery.apply(this.#base), {
@@ -400,7 +397,7 @@ export class Gateway {
    * grace period (closing idle keep-alive connections as they free up), then
    * cut what is left and close pools, plugins and the access log; on every thread.
    */
-  async stop(graceMs = this.#current.config.global.gracePeriodMs): Promise<void> {
+  async stop(graceMs = this.runtime.config.global.gracePeriodMs): Promise<void> {
     if (this.#stopped) return
     this.#stopped = true
     this.#watcher?.close()
