@@ -18,6 +18,7 @@ import { request } from 'undici'
 import { Gateway } from '../../src/gateway.ts'
 import { makeCertificates, type TestPki } from '../helpers/certs.ts'
 import { ROOT } from '../helpers/cli.ts'
+import { eventually } from '../helpers/eventually.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 const EXAMPLES = join(ROOT, 'examples')
@@ -28,6 +29,7 @@ const TESTED = {
   'load-balancing': 'here',
   tls: 'here',
   'ip-allowlist': 'here',
+  workers: 'here',
 }
 
 interface RunningExample {
@@ -54,8 +56,10 @@ async function startExample(
     text = text.replace(from, to)
   }
   const dir = await mkdtemp(join(tmpdir(), `gatehouse-example-${name}-`))
-  // One serving thread: the tests check the order a balancer gives, and each thread balances its own connections.
-  await writeFile(join(dir, 'gatehouse.yaml'), `${text}\naccessLog: off\nworkers: 1\n`)
+  // One serving thread unless the example sets workers: the tests check the order a balancer
+  // gives, and each thread balances its own connections.
+  const workers = /^workers:/m.test(text) ? '' : 'workers: 1\n'
+  await writeFile(join(dir, 'gatehouse.yaml'), `${text}\naccessLog: off\n${workers}`)
   await prepare?.(dir)
   const gateway = await Gateway.start({
     configFile: join(dir, 'gatehouse.yaml'),
@@ -133,6 +137,52 @@ describe('examples', () => {
       }
       assert.deepEqual([...new Set(statuses)], [200], 'every request answered 200')
       assert.equal(names.has('api-2'), false)
+    })
+  })
+
+  describe('workers', () => {
+    const copies: Upstream[] = []
+    let healthy = true
+    let example: RunningExample
+    before(async () => {
+      copies.push(await startUpstream('api-1'))
+      // api-2 answers its health check with 503 once told to.
+      copies.push(
+        await startUpstream('api-2', (req, res) => {
+          if (req.url === '/healthz' && !healthy) res.writeHead(503).end()
+          else res.writeHead(200, { 'content-type': 'application/json' }).end('{"name":"api-2"}')
+        }),
+      )
+      example = await startExample('workers', [
+        firstListener(8080),
+        ['http://127.0.0.1:9001', copies[0].url],
+        ['http://127.0.0.1:9002', copies[1].url],
+      ])
+    })
+    after(async () => {
+      await example.stop()
+      await Promise.all(copies.map((u) => u.close()))
+    })
+
+    it('serves from two threads, and neither sends to a copy that failed its checks', async () => {
+      const pool = example.gateway.workers
+      assert.ok(pool !== null)
+      assert.equal(pool.size, 2)
+      const names = async () => {
+        const seen = new Set<unknown>()
+        for (let i = 0; i < 16; i++) {
+          // A connection per request (`reset`), so the kernel picks a thread for each.
+          const res = await request(`${example.url()}/api/items`, { reset: true })
+          assert.equal(res.statusCode, 200)
+          seen.add(((await res.body.json()) as { name: string }).name)
+        }
+        return seen
+      }
+      assert.deepEqual([...(await names())].sort(), ['api-1', 'api-2'])
+      healthy = false
+      const api2 = () => example.gateway.upstreamStates().api.find((t) => t.url === copies[1].url)
+      await eventually(() => api2()?.healthy === false, { timeout: 10_000 })
+      assert.deepEqual([...(await names())], ['api-1'])
     })
   })
 
