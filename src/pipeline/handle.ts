@@ -6,11 +6,11 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { type Http2ServerRequest, constants as http2Constants } from 'node:http2'
-import type { Dispatcher } from 'undici'
 import { GatehouseError } from '../errors.ts'
 import { unmapIpv4 } from '../net/ip.ts'
 import { forward } from '../proxy/forward.ts'
 import type { CompiledListener, CompiledRoute, PhaseChains, Runtime } from '../runtime/runtime.ts'
+import type { RequestBody } from '../upstreams/http1/handler.ts'
 import { type ClientRequest, type ClientResponse, RequestContext } from './context.ts'
 import { REQUEST_PHASES } from './phases.ts'
 import type { ResponseHead } from './plugin.ts'
@@ -353,11 +353,11 @@ function fillTemplate(template: string, ctx: RequestContext, route: CompiledRout
  * while streaming (413). A client waiting on `Expect: 100-continue` is told
  * to send the body now, and only now.
  */
-function requestBody(ctx: RequestContext, route: CompiledRoute): Dispatcher.DispatchOptions['body'] {
+function requestBody(ctx: RequestContext, route: CompiledRoute): RequestBody {
   const req = ctx.req
   const headers = req.headers
   const length = headers['content-length']
-  let body: Dispatcher.DispatchOptions['body']
+  let body: RequestBody
   if (length !== undefined) body = length === '0' ? null : (req as IncomingMessage)
   else if (req.httpVersionMajor === 2 && (req as Http2ServerRequest).stream.endAfterHeaders)
     // END_STREAM on the HEADERS frame: the request has no body (RFC 9113 §8.1).
@@ -367,7 +367,7 @@ function requestBody(ctx: RequestContext, route: CompiledRoute): Dispatcher.Disp
     body = null
   else {
     const max = route.maxBodySize ?? ctx.listener.limits.maxBodySize
-    body = limitBody(req, max) as unknown as Dispatcher.DispatchOptions['body']
+    body = limitBody(req, max)
   }
   // RFC 9110 §10.1.1: a server that will read the body sends 100 first; an HTTP/1.0 expectation is ignored.
   if (body !== null && headers.expect !== undefined && CONTINUE.test(headers.expect)) {

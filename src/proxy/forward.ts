@@ -1,5 +1,5 @@
 /**
- * The `proxy` terminal: pick a target, dispatch over its undici Pool, stream
+ * The `proxy` terminal: pick a target, dispatch over its connection pool, stream
  * both bodies with backpressure. The response body is written chunk by
  * chunk, and a full client socket pauses the upstream read; the request body
  * is the client's stream, except where a retry may need it again (below).
@@ -8,7 +8,7 @@
  * a problem+json reply (nothing was sent yet); the client connection cut (the
  * response had started, so the client must see it incomplete, never a clean
  * short one); nothing at all (the client had gone, and the upstream request
- * is cancelled). The handler's callbacks run inside undici's socket events,
+ * is cancelled). The handler's callbacks run inside the pool's socket events,
  * so none of them may throw.
  *
  * Retries (the service's `retries`): a try that fails before any response
@@ -19,19 +19,23 @@
  * kept. A request that cannot be retried and has no total timeout takes the
  * plain path: one handler, no Exchange, no buffering.
  */
-import type { Dispatcher } from 'undici'
 import type { RetryCondition, RetryConfig } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { ResponseHead } from '../pipeline/plugin.ts'
 import { sendError, sendProblem } from '../pipeline/reply.ts'
 import type { CompiledService } from '../runtime/runtime.ts'
+import type {
+  FieldValues,
+  RequestBody,
+  UpstreamController,
+  UpstreamHandler,
+  UpstreamRequest,
+} from '../upstreams/http1/handler.ts'
 import type { Target } from '../upstreams/target.ts'
 import { cleanResponseHeaders, upstreamRequestHeaders } from './headers.ts'
 import { backoffMs, keepBody, retryCondition } from './retry.ts'
 import { upstreamError } from './upstream-errors.ts'
-
-type RequestBody = Dispatcher.DispatchOptions['body']
 
 export function forward(ctx: RequestContext, service: CompiledService, body: RequestBody): void {
   const retries = service.config.retries
@@ -133,28 +137,22 @@ function dispatchTry(
   const timeouts = service.config.timeouts
   const overrides = route.config.timeouts
   const responseMs = overrides?.responseMs ?? timeouts.responseMs
-  const options: UpstreamOptions = {
-    origin: target.origin,
+  const options: UpstreamRequest = {
     path: ctx.upstreamPath,
     method: ctx.method,
     headers,
     body,
-    // Fixed per target, not derived from the Host header (see Target.serverName).
-    servername: target.serverName ?? undefined,
     headersTimeout: tighter(responseMs, service.config.retries.perTryTimeoutMs),
     bodyTimeout: overrides?.idleMs ?? timeouts.idleMs,
   }
   target.pool.dispatch(options, new ProxyHandler(ctx, service, target, exchange, holdsRetry, now))
 }
 
-/** The shorter of two timeouts where 0 (undici's "none") and null mean no limit. */
+/** The shorter of two timeouts where 0 (the pool's "none") and null mean no limit. */
 function tighter(ms: number, other: number | null): number {
   if (other === null || other === 0) return ms
   return ms === 0 ? other : Math.min(ms, other)
 }
-
-/** undici takes a per-request `servername` (lib/core/request.js) that its types leave out. */
-type UpstreamOptions = Dispatcher.DispatchOptions & { servername?: string }
 
 /** A retried response's body is read and dropped (the connection stays reusable) up to this; beyond, the try is aborted. */
 const DISCARD_LIMIT = 64 * 1024
@@ -290,7 +288,7 @@ class Exchange {
   }
 }
 
-class ProxyHandler implements Dispatcher.DispatchHandler {
+class ProxyHandler implements UpstreamHandler {
   readonly #ctx: RequestContext
   readonly #service: CompiledService
   readonly #target: Target
@@ -299,7 +297,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   readonly #holdsRetry: boolean
   /** When this try was sent; its latency is reported from here. */
   readonly #start: number
-  #controller: Dispatcher.DispatchController | null = null
+  #controller: UpstreamController | null = null
   /** The upstream exchange is over (ended or failed); counted out of target.state.inflight once. */
   #done = false
   /** The client's answer is settled elsewhere (client gone, or a plugin answered): later errors only clean up. */
@@ -313,7 +311,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   /**
    * Body bytes still to come by the target's Content-Length, -1 when the
    * length is not known. The chunk that completes the body is written with
-   * res.end(chunk) (one call instead of write then end); undici reports the
+   * res.end(chunk) (one call instead of write then end); the pool reports the
    * response's end within the same parser run.
    */
   #remaining = -1
@@ -344,7 +342,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     this.#exchange?.clientClosed()
     if (this.#done) return
     this.#abandoned = true
-    // undici closes that upstream connection.
+    // The pool closes that upstream connection.
     this.#controller?.abort(new Error('client closed the connection'))
   }
 
@@ -360,17 +358,13 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     fail(this.#ctx, error)
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
+  onRequestStart(controller: UpstreamController): void {
     this.#controller = controller
     // The client left (or the total timeout answered) while the request waited for a connection.
     if (this.#abandoned) controller.abort(new Error('client closed the connection'))
   }
 
-  onResponseStart(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: Record<string, string | string[] | undefined>,
-  ): void {
+  onResponseStart(controller: UpstreamController, statusCode: number, headers: FieldValues): void {
     const ctx = this.#ctx
     const now = performance.now()
     const latencyMs = now - this.#start
@@ -410,7 +404,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
       this.#remaining = Number(length)
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(controller: UpstreamController, chunk: Buffer): void {
     if (this.#discarded >= 0) {
       this.#discarded += chunk.length
       if (this.#discarded > DISCARD_LIMIT) controller.abort(new Error('retried response body dropped'))
@@ -431,7 +425,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, unknown>): void {
+  onResponseEnd(_controller: UpstreamController, trailers: Record<string, unknown>): void {
     this.#finish()
     if (this.#discarded >= 0) return
     this.#exchange?.done()
@@ -442,7 +436,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     res.end()
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+  onResponseError(_controller: UpstreamController, error: Error): void {
     this.#finish()
     // A retried status whose body could not be dropped cleanly: the next try answers.
     if (this.#discarded >= 0) return
@@ -484,7 +478,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     fail(ctx, mapped)
   }
 
-  #abort(controller: Dispatcher.DispatchController, error: unknown): void {
+  #abort(controller: UpstreamController, error: unknown): void {
     this.#localError = error
     controller.abort(error as Error)
   }

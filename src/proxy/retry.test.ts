@@ -10,16 +10,16 @@ function coded(code: string, message = 'x'): Error {
 describe('retryCondition', () => {
   it('tells connect failures, resets and response timeouts apart', () => {
     assert.equal(retryCondition(coded('ECONNREFUSED')), 'connect-failure')
-    assert.equal(retryCondition(coded('UND_ERR_CONNECT_TIMEOUT')), 'connect-failure')
+    assert.equal(retryCondition(coded('UPSTREAM_CONNECT_TIMEOUT')), 'connect-failure')
     assert.equal(retryCondition(coded('ECONNRESET')), 'reset')
-    assert.equal(retryCondition(coded('UND_ERR_SOCKET', 'other side closed')), 'reset')
-    assert.equal(retryCondition(coded('UND_ERR_HEADERS_TIMEOUT')), 'timeout')
+    assert.equal(retryCondition(coded('UPSTREAM_CLOSED')), 'reset')
+    assert.equal(retryCondition(coded('UPSTREAM_HEADERS_TIMEOUT')), 'timeout')
   })
 
   it('does not retry what another try would not fix', () => {
-    assert.equal(retryCondition(coded('UND_ERR_SOCKET', 'bad response')), null)
-    assert.equal(retryCondition(coded('UND_ERR_BODY_TIMEOUT')), null)
-    assert.equal(retryCondition(coded('HPE_INVALID_CONSTANT')), null)
+    assert.equal(retryCondition(coded('UPSTREAM_BAD_RESPONSE')), null)
+    assert.equal(retryCondition(coded('UPSTREAM_BODY_TIMEOUT')), null)
+    assert.equal(retryCondition(coded('UPSTREAM_BAD_REQUEST')), null)
     assert.equal(retryCondition(new Error('no code')), null)
     assert.equal(retryCondition(null), null)
   })

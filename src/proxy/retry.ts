@@ -7,7 +7,7 @@ import type { RetryCondition } from '../config/types.ts'
 
 /**
  * The retry condition a failed try meets, or null when it is not retried.
- * Read from the raw error (undici / socket codes), before upstreamError maps
+ * Read from the raw error (the pool's / socket codes), before upstreamError maps
  * it: a connect failure means the target never saw the request; a reset
  * (closed before any response byte) or a response-head timeout may have
  * reached it, which only idempotent methods tolerate (RFC 9110 §9.2.2).
@@ -16,7 +16,7 @@ export function retryCondition(error: unknown): RetryCondition | null {
   const code = (error as { code?: unknown } | null)?.code
   switch (code) {
     case 'ECONNREFUSED':
-    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UPSTREAM_CONNECT_TIMEOUT':
     case 'ETIMEDOUT':
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
@@ -26,14 +26,11 @@ export function retryCondition(error: unknown): RetryCondition | null {
       return 'connect-failure'
     case 'ECONNRESET':
     case 'EPIPE':
-    case 'UND_ERR_CLOSED':
       return 'reset'
-    case 'UND_ERR_SOCKET':
-      // "bad response" / "bad upgrade": the target answered something unusable, not a reset.
-      return (error as Error).message === 'bad response' || (error as Error).message === 'bad upgrade'
-        ? null
-        : 'reset'
-    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UPSTREAM_CLOSED':
+      // Closed before any response byte is a reset; mid-body, the response had started and is not retried.
+      return 'reset'
+    case 'UPSTREAM_HEADERS_TIMEOUT':
       return 'timeout'
   }
   return null
@@ -86,7 +83,7 @@ async function* rest(chunks: Buffer[], iterator: AsyncIterator<Buffer>): AsyncGe
       yield next.value
     }
   } finally {
-    // undici stopped reading (the try failed): let the source go (a Readable is destroyed).
+    // The pool stopped reading (the try failed): let the source go (a Readable is destroyed).
     if (!ended) await iterator.return?.()
   }
 }

@@ -7,7 +7,6 @@
  */
 import { createSecureContext, type SecureContext } from 'node:tls'
 import type { Logger } from 'pino'
-import type { Pool } from 'undici'
 import type { Config, ListenerConfig, PluginUse, RouteConfig, StringMatchConfig } from '../config/types.ts'
 import { createIpMatcher } from '../net/ip.ts'
 import { createAccessLog } from '../observability/access-log.ts'
@@ -19,6 +18,7 @@ import type { Store } from '../stores/store.ts'
 import { createBalancer } from '../upstreams/balancers/index.ts'
 import { createCircuit } from '../upstreams/breaker.ts'
 import { type EjectionListener, passiveObservers } from '../upstreams/health/passive.ts'
+import type { Dispatcher } from '../upstreams/http1/handler.ts'
 import { recordLatency } from '../upstreams/latency.ts'
 import { UpstreamService } from '../upstreams/service.ts'
 import { createSticky } from '../upstreams/sticky.ts'
@@ -48,15 +48,15 @@ export function compile(config: Config, options: CompileOptions): Runtime {
   // Pools are shared by every target with the same connection settings (two
   // services naming one origin share its connections) and taken over from the
   // previous snapshot; health state is per service and target.
-  const previousPools = new Map<string, Pool>()
+  const previousPools = new Map<string, Dispatcher>()
   const previousStates = new Map<string, TargetState>()
   for (const service of options.previous?.services.values() ?? [])
     for (const target of service.targets) {
       previousPools.set(target.poolKey, target.pool)
       previousStates.set(`${service.config.name}\0${target.origin}`, target.state)
     }
-  const pools = new Map<string, Pool>()
-  const createdPools: Pool[] = []
+  const pools = new Map<string, Dispatcher>()
+  const createdPools: Dispatcher[] = []
 
   try {
     const rank = pluginRanks(options.plugins)
@@ -190,7 +190,7 @@ export function listenerKey(listener: ListenerConfig, index: number): string {
 /** Pools and access logs of `old` not taken over by `next` (null at shutdown) are closed after old's requests end. */
 export async function releaseUnshared(old: Runtime, next: Runtime | null): Promise<void> {
   await old.retire()
-  const kept = new Set<Pool>()
+  const kept = new Set<Dispatcher>()
   for (const service of next?.services.values() ?? [])
     for (const target of service.targets) kept.add(target.pool)
   const closing: Promise<unknown>[] = []

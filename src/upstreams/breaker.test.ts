@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
-import { Pool } from 'undici'
 import { ok, refused, status500, status503 } from '../../test/helpers/outcomes.ts'
 import { ConfigError, loadConfigText } from '../config/index.ts'
 import type { CircuitBreakerConfig } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
 import { builtinPlugins } from '../plugins/index.ts'
 import { CircuitBreaker, ServiceCircuit } from './breaker.ts'
+import { UpstreamPool } from './http1/pool.ts'
 import { Selection } from './selection.ts'
 import type { AttemptOutcome } from './service.ts'
 import { Target } from './target.ts'
@@ -160,7 +160,7 @@ describe('circuit breakers of a service', () => {
       const origin = `http://127.0.0.1:${31_001 + made.length + i}`
       return new Target(
         { url: origin, origin, weight: 1, backup: false, drain: false },
-        new Pool(origin),
+        new UpstreamPool({ origin }),
         origin,
       )
     })

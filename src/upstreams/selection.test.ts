@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
-import { Pool } from 'undici'
+import { UpstreamPool } from './http1/pool.ts'
 import { Selection } from './selection.ts'
 import { Target } from './target.ts'
 
@@ -12,7 +12,7 @@ describe('selection: which targets may be picked', () => {
       const origin = `http://127.0.0.1:${20_001 + made.length + i}`
       return new Target(
         { url: origin, origin, weight: s === 'b' ? 1 : s, backup: s === 'b', drain: false },
-        new Pool(origin),
+        new UpstreamPool({ origin }),
         String.fromCharCode(97 + i),
         null,
       )

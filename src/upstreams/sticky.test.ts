@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
-import { Pool } from 'undici'
 import type { ServiceConfig, StickyConfig } from '../config/types.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { ResponseHead } from '../pipeline/plugin.ts'
+import { UpstreamPool } from './http1/pool.ts'
 import { ADDRESS_TABLE_SIZE, createSticky, readCookie, type Sticky, stickyCookieValue } from './sticky.ts'
 import { Target } from './target.ts'
 
@@ -12,7 +12,11 @@ const made: Target[] = []
 function targets(...origins: string[]): Target[] {
   const list = origins.map(
     (origin) =>
-      new Target({ url: origin, origin, weight: 1, backup: false, drain: false }, new Pool(origin), origin),
+      new Target(
+        { url: origin, origin, weight: 1, backup: false, drain: false },
+        new UpstreamPool({ origin }),
+        origin,
+      ),
   )
   made.push(...list)
   return list

@@ -1,11 +1,12 @@
 /**
- * One copy of a service and its connection pool (undici Pool, keep-alive).
+ * One copy of a service and its connection pool (http1/pool.ts, keep-alive).
  * Pools are keyed by everything that shapes a connection, so a reload that
  * leaves a target's definition alone carries the pool over, connections and all.
  */
 import { isIP } from 'node:net'
-import { Pool } from 'undici'
 import type { ServiceConfig, TargetConfig } from '../config/types.ts'
+import type { Dispatcher } from './http1/handler.ts'
+import { UpstreamPool } from './http1/pool.ts'
 import { TargetState } from './target-state.ts'
 
 export class Target {
@@ -14,12 +15,12 @@ export class Target {
   /** Host header value for this target (host, and port when not the scheme's default). */
   readonly host: string
   readonly weight: number
-  readonly pool: Pool
+  readonly pool: Dispatcher
   readonly poolKey: string
   /**
-   * TLS SNI name for an https:// target (null for http:// and bare IPs). Given
-   * with every request: undici would otherwise take it from the Host header,
-   * so preserveHost or hostRewrite would change the SNI and churn connections.
+   * TLS SNI name for an https:// target (null for http:// and bare IPs): fixed
+   * per target, never taken from the Host header, so preserveHost or
+   * hostRewrite cannot change the SNI.
    */
   readonly serverName: string | null
   /** Serves only when every primary is down. */
@@ -35,7 +36,7 @@ export class Target {
 
   constructor(
     config: TargetConfig,
-    pool: Pool,
+    pool: Dispatcher,
     poolKey: string,
     serverName: string | null = null,
     state: TargetState = new TargetState(performance.now()),
@@ -72,24 +73,19 @@ export function poolKey(target: TargetConfig, service: ServiceConfig): string {
   ])
 }
 
-export function createPool(target: TargetConfig, service: ServiceConfig): Pool {
-  const url = new URL(target.origin)
-  return new Pool(target.origin, {
+export function createPool(target: TargetConfig, service: ServiceConfig): UpstreamPool {
+  const secure = new URL(target.origin).protocol === 'https:'
+  return new UpstreamPool({
+    origin: target.origin,
     connections: service.pool.connections,
-    keepAliveTimeout: service.pool.keepAliveTimeoutMs,
-    keepAliveMaxTimeout: Math.max(service.pool.keepAliveTimeoutMs, 1000),
-    // Response timeouts are set per request at dispatch; these are ceilings.
-    headersTimeout: service.timeouts.responseMs,
-    bodyTimeout: service.timeouts.idleMs,
-    connect: {
-      timeout: service.timeouts.connectMs,
-      ...(url.protocol === 'https:'
-        ? {
-            servername: serverNameFor(target, service) ?? undefined,
-            rejectUnauthorized: service.tls.verify,
-            ...(service.tls.ca === null ? {} : { ca: service.tls.ca }),
-          }
-        : {}),
-    },
+    keepAliveTimeoutMs: service.pool.keepAliveTimeoutMs,
+    connectTimeoutMs: service.timeouts.connectMs,
+    tls: secure
+      ? {
+          servername: serverNameFor(target, service) ?? undefined,
+          rejectUnauthorized: service.tls.verify,
+          ...(service.tls.ca === null ? {} : { ca: service.tls.ca }),
+        }
+      : null,
   })
 }

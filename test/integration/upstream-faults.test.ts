@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads'
 import { request } from 'undici'
 import { eventually } from '../helpers/eventually.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { rawRequest, statusOf } from '../helpers/raw.ts'
+import { bodyOf, rawRequest, statusOf } from '../helpers/raw.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 /** The client gives up after this; every fault must be answered before it. */
@@ -43,7 +43,8 @@ describe('upstream faults', () => {
       if (head.startsWith('GET /reset-rst')) socket.resetAndDestroy()
       else if (head.startsWith('GET /reset-fin')) socket.destroy()
       else if (head.startsWith('GET /garbage')) socket.end('garbage\r\n\r\n')
-      else if (head.startsWith('GET /unasked-100')) socket.write('HTTP/1.1 100 Continue\r\n\r\n')
+      else if (head.startsWith('GET /unasked-100'))
+        socket.end('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal')
       else if (head.startsWith('GET /bad-status'))
         socket.end('HTTP/1.1 2x0 Nope\r\ncontent-length: 0\r\n\r\n')
     })
@@ -144,12 +145,22 @@ routes:
     assert.equal(problem.code, 'GH_UPSTREAM_UNREACHABLE')
   })
 
-  it('answers 502 GH_UPSTREAM_BAD_RESPONSE for a garbage status line or an unasked-for 100', async () => {
-    for (const path of ['/garbage', '/bad-status', '/unasked-100']) {
+  it('answers 502 GH_UPSTREAM_BAD_RESPONSE for a garbage status line', async () => {
+    for (const path of ['/garbage', '/bad-status']) {
       const { status, problem } = await problemFor(path)
       assert.equal(status, 502, path)
       assert.equal(problem.code, 'GH_UPSTREAM_BAD_RESPONSE', path)
     }
+  })
+
+  it('skips a 100 the target sends unasked and relays its final response (RFC 9110 §15.2)', async () => {
+    const result = await rawRequest(
+      gw.port(),
+      'GET /unasked-100 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n',
+    )
+    assert.equal(statusOf(result.text), 200)
+    assert.doesNotMatch(result.text, /100 Continue/)
+    assert.equal(bodyOf(result.text), 'final')
   })
 
   it('answers 504 GH_UPSTREAM_TIMEOUT when connecting takes longer than timeouts.connect', async () => {

@@ -5,9 +5,9 @@
  * picks per target, and the share of keys a target change moves). Not used
  * by the running gateway.
  */
-import { Pool } from 'undici'
 import type { RequestContext } from '../../pipeline/context.ts'
 import type { Balancer } from '../balancer.ts'
+import { UpstreamPool } from '../http1/pool.ts'
 import { Target } from '../target.ts'
 
 /** The header the hash balancers under test are keyed on. */
@@ -26,7 +26,7 @@ export function makeTargets(weights: readonly number[], names?: readonly string[
     const origin = `http://127.0.0.1:${10_000 + nameNumber(name)}`
     const target = new Target(
       { url: origin, origin, weight, backup: false, drain: false },
-      new Pool(origin),
+      new UpstreamPool({ origin }),
       name,
     )
     target.state.upSince = Number.NEGATIVE_INFINITY

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
-import { Pool } from 'undici'
 import type { RequestContext } from '../../pipeline/context.ts'
+import { UpstreamPool } from '../http1/pool.ts'
 import { Target } from '../target.ts'
 import { roundRobin } from './round-robin.ts'
 
@@ -16,7 +16,7 @@ describe('smooth weighted round robin', () => {
       const origin = `http://127.0.0.1:${10_001 + made.length + i}`
       return new Target(
         { url: origin, origin, weight, backup: false, drain: false },
-        new Pool(origin),
+        new UpstreamPool({ origin }),
         String.fromCharCode(97 + i),
       )
     })

@@ -3,12 +3,12 @@ import { createServer as createHttpsServer } from 'node:https'
 import { createServer as createTcpServer } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
-import { Pool } from 'undici'
 import { makeCertificates, type TestPki } from '../../../test/helpers/certs.ts'
 import { eventually } from '../../../test/helpers/eventually.ts'
 import { startUpstream, type Upstream, type UpstreamHandler } from '../../../test/helpers/upstream.ts'
 import type { ActiveHealthConfig, ServiceConfig } from '../../config/types.ts'
 import { roundRobin } from '../balancers/round-robin.ts'
+import { UpstreamPool } from '../http1/pool.ts'
 import { UpstreamService } from '../service.ts'
 import { serverNameFor, Target } from '../target.ts'
 import { ActiveHealthChecker } from './active.ts'
@@ -34,7 +34,12 @@ const made: Target[] = []
 function target(url: string, tls: ServiceConfig['tls'] = plainTls): Target {
   const origin = new URL(url).origin
   const config = { url, origin, weight: 1, backup: false, drain: false }
-  const made1 = new Target(config, new Pool(origin), origin, serverNameFor(config, { tls } as ServiceConfig))
+  const made1 = new Target(
+    config,
+    new UpstreamPool({ origin }),
+    origin,
+    serverNameFor(config, { tls } as ServiceConfig),
+  )
   made.push(made1)
   return made1
 }

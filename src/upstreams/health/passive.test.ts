@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
-import { Pool } from 'undici'
 import { ok, refused, status500, status503, timedOut } from '../../../test/helpers/outcomes.ts'
 import type { PassiveHealthConfig, ServiceConfig } from '../../config/types.ts'
 import { GatehouseError } from '../../errors.ts'
+import { UpstreamPool } from '../http1/pool.ts'
 import { Selection } from '../selection.ts'
 import type { AttemptOutcome } from '../service.ts'
 import { Target } from '../target.ts'
@@ -25,7 +25,7 @@ describe('passive health checks (outlier ejection)', () => {
       const origin = `http://127.0.0.1:${30_001 + made.length + i}`
       return new Target(
         { url: origin, origin, weight: 1, backup: false, drain: false },
-        new Pool(origin),
+        new UpstreamPool({ origin }),
         origin,
       )
     })
