@@ -53,7 +53,7 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | n
   return tokens.size === 0 ? null : tokens
 }
 
-/** The request's headers for the target, as undici's flat [name, value, ...] array. */
+/** The request's headers for the target, as a flat [name, value, ...] array (the upstream client's form). */
 export function upstreamRequestHeaders(ctx: RequestContext, hostHeader: string): string[] {
   const requestIdHeader = ctx.runtime.config.global.requestIdHeader
   const raw = ctx.req.rawHeaders
@@ -124,7 +124,7 @@ export function forwardedElement(peerIp: string, proto: string, host: string): s
 }
 
 /**
- * A target's response headers (undici's object, lower-case names) without
+ * A target's response headers (the upstream client's object, lower-case names) without
  * hop-by-hop, Connection-named and hidden fields. Copied into a new object
  * rather than deleted in place: `delete` turns the object into a slow
  * dictionary that every later read (plugins, writeHead) pays for.

@@ -79,7 +79,7 @@ function tunnel(ctx: RequestContext, client: Socket, head: Buffer): void {
   const upstream = secure
     ? httpsRequest({
         ...options,
-        // Unset for IP targets: Node then derives it from the Host header, as undici does.
+        // Unset for IP targets: Node then derives it from the Host header.
         ...(target.serverName === null ? {} : { servername: target.serverName }),
         rejectUnauthorized: tls.verify,
         ...(tls.ca === null ? {} : { ca: tls.ca }),

@@ -267,7 +267,7 @@ export class ServiceCircuit {
    * The target for this attempt from `pick`, or null when none is available.
    * A first attempt that a breaker refuses throws GH_CIRCUIT_OPEN; a retry
    * (`exclude` not empty) gets null instead, so the client sees the failure
-   * it already had rather than a 503 (and the proxy's undici callbacks, where
+   * it already had rather than a 503 (and the proxy's pool callbacks, where
    * retries are chosen, never see a throw).
    */
   choose(

@@ -14,7 +14,7 @@ import type { Readable } from 'node:stream'
 import { connect as tlsConnect } from 'node:tls'
 import { UpstreamFault } from './faults.ts'
 import type { FieldValues, RequestBody } from './handler.ts'
-import { HTTPParser, type NativeParser, type ParseError } from './llhttp.ts'
+import { HTTPParser, type NativeParser, type ParseError, type StreamHandle } from './llhttp.ts'
 import type { Dispatch } from './pool.ts'
 
 /** What a connection needs of its pool. */
@@ -47,7 +47,7 @@ type TimerKind = typeof NONE | typeof CONNECT | typeof HEADERS | typeof BODY | t
 const CONNECTION = Symbol('connection')
 type OwnedParser = NativeParser & { [CONNECTION]: Connection }
 
-/** undici's default: the operating system's TCP keep-alive probes after a minute of silence. */
+/** TCP keep-alive probes after a minute of silence (undici's default too): a target that vanished is noticed. */
 const TCP_KEEPALIVE_MS = 60_000
 
 export class Connection {
@@ -83,6 +83,8 @@ export class Connection {
   #headersDone = false
   /** The socket was paused for the dispatch's handler (backpressure). */
   #paused = false
+  /** The socket's stream, once the parser consumes it; null: reads come as 'data' events. */
+  #handle: StreamHandle | null = null
   /** The socket error that ended the connection, if any; reported rather than a plain close. */
   #socketError: Error | null = null
   /** A fault found inside a parser callback, reported once the parser returns. */
@@ -112,6 +114,7 @@ export class Connection {
     parser[HTTPParser.kOnHeadersComplete] = onHeadersComplete
     parser[HTTPParser.kOnBody] = onBody
     parser[HTTPParser.kOnMessageComplete] = onMessageComplete
+    parser[HTTPParser.kOnExecute] = onExecute
     this.#parser = parser
     const socket = this.socket
     socket.setKeepAlive(true, TCP_KEEPALIVE_MS)
@@ -139,7 +142,7 @@ export class Connection {
 
   pause(): void {
     this.#paused = true
-    this.socket.pause()
+    this.#readStop()
     if (this.#timerKind === BODY) this.#disarm()
   }
 
@@ -148,7 +151,7 @@ export class Connection {
     if (dispatch !== null && this.#headersDone && this.#timerKind === NONE)
       this.#arm(dispatch.bodyTimeout, BODY)
     this.#paused = false
-    this.socket.resume()
+    this.#readStart()
   }
 
   /** Ends the dispatch's exchange early (its handler is told by the caller): the connection is not reused. */
@@ -173,13 +176,52 @@ export class Connection {
   #connected(): void {
     this.#ready = true
     this.#disarm()
+    this.#consume()
     const dispatch = this.#dispatch
     if (dispatch !== null) this.#send(dispatch)
     else this.#owner.released(this)
   }
 
+  /**
+   * Hands the socket's reads to the parser (as node:http's server does).
+   * 'end' and errors still reach the socket. Until then, or where the
+   * socket has no stream handle, reads arrive as 'data' events (#read).
+   */
+  #consume(): void {
+    const handle = (this.socket as unknown as { _handle: StreamHandle | null })._handle
+    if (handle === null || handle.isStreamBase !== true) return
+    this.#parser.consume(handle)
+    this.#handle = handle
+    if (this.#paused) this.#readStop()
+  }
+
+  /**
+   * Stops reading for backpressure. A consumed handle is stopped directly:
+   * pausing the socket's Readable side would not stop it, nothing is
+   * pushed there. net.Socket's `reading` flag is kept in step.
+   */
+  #readStop(): void {
+    const handle = this.#handle
+    if (handle === null) this.socket.pause()
+    else if (handle.reading) {
+      handle.reading = false
+      handle.readStop()
+    }
+  }
+
+  #readStart(): void {
+    const handle = this.#handle
+    if (handle === null) this.socket.resume()
+    else if (!handle.reading && !this.socket.destroyed) {
+      handle.reading = true
+      handle.readStart()
+    }
+  }
+
   #send(dispatch: Dispatch): void {
     const socket = this.socket
+    // Busy from here: the idle timer of a reused connection must not fire while a streamed body's first chunk is awaited.
+    this.#disarm()
     socket.ref()
     if (dispatch.paused) this.pause()
     this.#keepAlive = !dispatch.closeAfter
@@ -267,7 +309,11 @@ export class Connection {
   }
 
   #read(chunk: Buffer): void {
-    const result = this.#parser.execute(chunk)
+    this.executed(this.#parser.execute(chunk))
+  }
+
+  /** After the parser ran over one read (from #read, or kOnExecute when it consumes the socket). */
+  executed(result: number | ParseError): void {
     const dispatch = this.#dispatch
     if (typeof result !== 'number' || this.#fault !== null) {
       const fault = this.#fault ?? badResponse(result as ParseError)
@@ -304,6 +350,7 @@ export class Connection {
         this.#socketError ?? new UpstreamFault('UPSTREAM_CLOSED', closedMessage(this.#headersDone))
       dispatch.fail(error)
     }
+    if (this.#handle !== null) this.#parser.unconsume()
     this.#parser.close()
     this.#owner.closed(this)
   }
@@ -474,6 +521,10 @@ function onHeadersComplete(
   keepAlive: boolean,
 ): number {
   return this[CONNECTION].headersComplete(fields, status, statusMessage, upgrade, keepAlive)
+}
+
+function onExecute(this: OwnedParser, result: number | ParseError): void {
+  this[CONNECTION].executed(result)
 }
 
 function onMessageBegin(this: OwnedParser): void {

@@ -50,7 +50,7 @@ export interface UpstreamHandler {
   onResponseError?(controller: UpstreamController, error: Error): void
 }
 
-/** What the proxy needs of a target's connection pool; the client's UpstreamPool (and undici's Pool) fit it. */
+/** What the proxy needs of a target's connection pool (UpstreamPool is the one). */
 export interface Dispatcher {
   dispatch(request: UpstreamRequest, handler: UpstreamHandler): boolean
   /** Lets what is running finish, then closes. */

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { after, before, describe, it, type TestContext } from 'node:test'
+import { setTimeout as delay } from 'node:timers/promises'
 import { makeCertificates, type TestPki } from '../../../test/helpers/certs.ts'
 import { eventually } from '../../../test/helpers/eventually.ts'
 import type { FieldValues, UpstreamController, UpstreamRequest } from './handler.ts'
@@ -450,6 +451,23 @@ describe('UpstreamPool keeps connections alive', () => {
     assert.equal(pool.stats.free, 0)
     assert.equal((await send(pool).done).status, 200)
     assert.equal(target.connections(), 2)
+  })
+
+  it('does not let the idle timer close a reused connection whose request waits for its first body chunk', async (t) => {
+    const target = await httpTarget(t)
+    const pool = openPool(t, { origin: target.origin, keepAliveTimeoutMs: 200 })
+    assert.equal((await send(pool).done).status, 200)
+    // A slow client: its body's first byte comes later than the idle timeout of the connection it got.
+    async function* slowBody(): AsyncGenerator<Buffer> {
+      await delay(500)
+      yield Buffer.from('late')
+    }
+    const got = await send(pool, { method: 'POST', headers: ['host', 'upstream.test'], body: slowBody() })
+      .done
+    assert.equal(got.error, null)
+    assert.equal(got.status, 200)
+    assert.equal(target.requests[1].body.toString(), 'late')
+    assert.equal(target.connections(), 1)
   })
 
   it("honours the target's Keep-Alive: timeout=N hint (minus 1 s) over a longer keepAliveTimeoutMs", async (t) => {
