@@ -340,7 +340,10 @@ class ProxyHandler implements UpstreamHandler {
   /** The client connection closed (after the response, or before it ended): cancels an unfinished exchange. */
   clientClosed(): void {
     this.#exchange?.clientClosed()
-    if (this.#done) return
+    // Done, or the body's last byte ended the client's response (#remaining): the target's
+    // message completes within the same read, and its connection stays reusable. The pool runs
+    // queued ticks between parser callbacks, so this can come between those two.
+    if (this.#done || this.#remaining === 0) return
     this.#abandoned = true
     // The pool closes that upstream connection.
     this.#controller?.abort(new Error('client closed the connection'))

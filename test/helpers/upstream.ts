@@ -9,6 +9,8 @@ export interface Upstream {
   readonly server: Server
   /** Requests seen, in order. */
   readonly requests: IncomingMessage[]
+  /** Connections accepted so far (keep-alive reuse shows as fewer connections than requests). */
+  connections(): number
   close(): Promise<void>
 }
 
@@ -18,6 +20,7 @@ export type UpstreamHandler = (req: IncomingMessage, res: ServerResponse) => voi
 export async function startUpstream(name = 'upstream', handler?: UpstreamHandler): Promise<Upstream> {
   const requests: IncomingMessage[] = []
   const sockets = new Set<Socket>()
+  let accepted = 0
   const server = createServer((req, res) => {
     requests.push(req)
     if (handler) return handler(req, res)
@@ -28,6 +31,7 @@ export async function startUpstream(name = 'upstream', handler?: UpstreamHandler
     })
   })
   server.on('connection', (socket) => {
+    accepted++
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
   })
@@ -38,6 +42,7 @@ export async function startUpstream(name = 'upstream', handler?: UpstreamHandler
     port,
     server,
     requests,
+    connections: () => accepted,
     close: () =>
       new Promise((resolve) => {
         for (const socket of sockets) socket.destroy()

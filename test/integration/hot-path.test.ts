@@ -114,6 +114,8 @@ routes:
       assert.equal(empty.status, 200)
       assert.equal(empty.body.length, 0)
     }
+    // One request at a time: the gateway carried all nine on one upstream connection (keep-alive).
+    assert.equal(upstream.connections(), 1)
   })
 
   it('sends no body for HEAD, 204 and 304 whatever Content-Length says, and the connection stays usable', async () => {
