@@ -128,10 +128,6 @@ export class Connection {
     this.#arm(owner.connectTimeoutMs, CONNECT)
   }
 
-  get busy(): boolean {
-    return this.#dispatch !== null
-  }
-
   /** Sends `dispatch` now if connected, else once the connection is up. */
   run(dispatch: Dispatch): void {
     this.#dispatch = dispatch
