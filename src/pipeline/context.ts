@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { GatehouseError } from '../errors.ts'
+import { NO_PARAMS } from '../routing/router.ts'
 import type { CompiledListener, CompiledRoute, Runtime } from '../runtime/runtime.ts'
 import type { Target } from '../upstreams/target.ts'
 
@@ -102,6 +103,3 @@ export class RequestContext {
     return this.#locals
   }
 }
-
-/** The params of a route without any: shared by every such request, so frozen. */
-export const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({})

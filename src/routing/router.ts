@@ -60,11 +60,12 @@ export interface RouteEntry<R extends MatchableRoute = MatchableRoute> {
 }
 
 export type RouteResult<R> =
-  | { kind: 'match'; route: R; params: Record<string, string>; matched: string }
+  | { kind: 'match'; route: R; params: Readonly<Record<string, string>>; matched: string }
   | { kind: 'method-not-allowed'; allow: string[] }
   | { kind: 'not-found' }
 
-const NO_PARAMS: Record<string, string> = Object.freeze({})
+/** The params of a route without any: one object shared by every such match (and context), so frozen. */
+export const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({})
 
 export class Router<R extends MatchableRoute> {
   readonly #index = FindMyWay({

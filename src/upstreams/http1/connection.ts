@@ -57,7 +57,6 @@ export class Connection {
   /** The dispatch on this connection; null while connecting or idle. */
   #dispatch: Dispatch | null = null
   #ready = false
-  #gone = false
   /**
    * One timer per connection for every phase (connect, head, body, idle),
    * counting to `#deadline`. Arming only moves the deadline; the timer fires
@@ -220,24 +219,24 @@ export class Connection {
     this.#disarm()
     socket.ref()
     if (dispatch.paused) this.pause()
-    this.#keepAlive = !dispatch.closeAfter
+    this.#keepAlive = !dispatch.head.close
     this.#headersDone = false
     const body = dispatch.body
     if (body === null) {
       this.#bodyWritten = true
-      socket.write(dispatch.head, 'latin1')
+      this.#writeHead(dispatch)
     } else if (typeof body === 'string' || Buffer.isBuffer(body)) {
       this.#bodyWritten = true
       socket.cork()
-      socket.write(dispatch.head, 'latin1')
+      this.#writeHead(dispatch)
       socket.write(body)
       socket.uncork()
     } else {
       this.#bodyWritten = false
-      this.#stream(dispatch, body, dispatch.bodyLength).catch((error: unknown) => this.#fail(dispatch, error))
-      return
+      this.#stream(dispatch, body, dispatch.head.bodyLength).catch((error: unknown) =>
+        this.#fail(dispatch, error),
+      )
     }
-    this.#arm(dispatch.headersTimeout, HEADERS)
   }
 
   /**
@@ -299,8 +298,9 @@ export class Connection {
     this.#bodyWritten = true
   }
 
+  /** The head goes out; the wait for the response head starts. */
   #writeHead(dispatch: Dispatch): void {
-    this.socket.write(dispatch.head, 'latin1')
+    this.socket.write(dispatch.head.text, 'latin1')
     this.#arm(dispatch.headersTimeout, HEADERS)
   }
 
@@ -336,7 +336,6 @@ export class Connection {
   }
 
   #closed(): void {
-    this.#gone = true
     this.#disarm()
     if (this.#timer !== null) clearTimeout(this.#timer)
     const dispatch = this.#dispatch
@@ -476,7 +475,7 @@ export class Connection {
 
   #tick(): void {
     this.#timer = null
-    if (this.#timerKind === NONE || this.#gone) return
+    if (this.#timerKind === NONE || this.socket.destroyed) return
     const left = this.#deadline - performance.now()
     if (left >= 1) this.#schedule(left, this.#deadline)
     else this.#expired()

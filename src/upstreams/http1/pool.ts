@@ -13,7 +13,10 @@ import type {
   UpstreamHandler,
   UpstreamRequest,
 } from './handler.ts'
-import { requestHead } from './request-head.ts'
+import { type RequestHead, requestHead } from './request-head.ts'
+
+/** The head of a dispatch refused before it was built (pool closed, bad request): never written. */
+const NO_HEAD: RequestHead = { text: '', bodyLength: 0, close: false }
 
 export interface UpstreamPoolOptions {
   /** `http://host:port` or `https://host:port`. */
@@ -80,20 +83,18 @@ export class UpstreamPool implements Dispatcher, ConnectionOwner {
   }
 
   dispatch(request: UpstreamRequest, handler: UpstreamHandler): boolean {
-    const dispatch = new Dispatch(this, handler, request)
+    let head: RequestHead = NO_HEAD
     let fault: unknown = null
     if (this.#closing !== null || this.#destroyed)
       fault = new UpstreamFault('UPSTREAM_POOL_CLOSED', 'The connection pool is closed')
     else {
       try {
-        const head = requestHead(request, this.#defaultHost)
-        dispatch.head = head.text
-        dispatch.bodyLength = head.bodyLength
-        dispatch.closeAfter = head.close
+        head = requestHead(request, this.#defaultHost)
       } catch (error) {
         fault = error
       }
     }
+    const dispatch = new Dispatch(this, handler, request, head)
     dispatch.start()
     if (dispatch.settled) return true
     if (fault !== null) {
@@ -184,10 +185,7 @@ export class UpstreamPool implements Dispatcher, ConnectionOwner {
  * contract says (handler.ts); a callback that throws aborts the exchange.
  */
 export class Dispatch implements UpstreamController {
-  head = ''
-  bodyLength = 0
-  /** The request asked to close the connection after this exchange. */
-  closeAfter = false
+  readonly head: RequestHead
   readonly body: RequestBody
   readonly headersTimeout: number
   readonly bodyTimeout: number
@@ -200,9 +198,10 @@ export class Dispatch implements UpstreamController {
   #paused = false
   #aborted = false
 
-  constructor(pool: UpstreamPool, handler: UpstreamHandler, request: UpstreamRequest) {
+  constructor(pool: UpstreamPool, handler: UpstreamHandler, request: UpstreamRequest, head: RequestHead) {
     this.#pool = pool
     this.#handler = handler
+    this.head = head
     this.body = request.body ?? null
     this.headersTimeout = request.headersTimeout ?? 0
     this.bodyTimeout = request.bodyTimeout ?? 0
