@@ -14,6 +14,7 @@ import {
   createSecureServer,
   type Http2SecureServer,
   type Http2Session,
+  type IncomingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2'
 import { createServer as createHttpsServer } from 'node:https'
@@ -26,6 +27,7 @@ import { sendProblem } from '../pipeline/reply.ts'
 import { proxyUpgrade } from '../proxy/upgrade.ts'
 import type { CompiledListener, Runtime } from '../runtime/runtime.ts'
 import { answerClientError } from './client-error.ts'
+import { type Http2Peer, Http2Request, Http2Response } from './http2-exchange.ts'
 
 type AnyServer = Server | Http2SecureServer
 
@@ -127,12 +129,29 @@ export async function startListener(
         },
         onRequest as never,
       )
+      // The request listener serves HTTP/1.1 clients (ALPN http/1.1). Adding it
+      // also made Node attach its compatibility layer to every HTTP/2 stream;
+      // streams are served on the core API instead (http2-exchange.ts says why).
+      h2.removeAllListeners('stream')
       // Node re-emits TLS handshake failures as clientError on HTTP/2 servers; there is no HTTP to answer yet.
       h2.removeAllListeners('tlsClientError')
       h2.on('session', (session: Http2Session) => {
         sessions.add(session)
         session.once('close', () => sessions.delete(session))
         closeWhenIdle(session, () => resolve().listener.limits.keepAliveTimeoutMs)
+        const peer: Http2Peer = { remoteAddress: session.socket?.remoteAddress }
+        session.on(
+          'stream',
+          (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags, rawHeaders: string[]) => {
+            const { runtime: rt, listener: l } = resolve()
+            handleRequest(
+              rt,
+              l,
+              new Http2Request(stream, headers, rawHeaders, peer),
+              new Http2Response(stream, headers[':method'] === 'HEAD'),
+            )
+          },
+        )
       })
       server = h2
     } else {

@@ -2,21 +2,43 @@
  * Per-request state. One object per request, with a fixed shape; plugins keep
  * their per-request values in `locals`, never on the route or the plugin.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import type { GatehouseError } from '../errors.ts'
+import type { Http2Request } from '../listeners/http2-exchange.ts'
 import { NO_PARAMS } from '../routing/router.ts'
 import type { CompiledListener, CompiledRoute, Runtime } from '../runtime/runtime.ts'
 import type { Target } from '../upstreams/target.ts'
 
-export type ClientRequest = IncomingMessage | Http2ServerRequest
 /**
- * Http2ServerResponse (compatibility API) implements the parts of
- * ServerResponse that Gatehouse uses (writeHead, write, end, drain, close,
- * destroy), so both are handled as ServerResponse.
+ * The client's request: node:http's on HTTP/1.x, Gatehouse's own over an
+ * HTTP/2 stream (listeners/http2-exchange.ts), which has the same names for
+ * what the pipeline and plugins read (method, url, headers, rawHeaders,
+ * httpVersionMajor/Minor, complete, socket.remoteAddress).
  */
-export type ClientResponse = ServerResponse
-export type AnyServerResponse = ServerResponse | Http2ServerResponse
+export type ClientRequest = IncomingMessage | Http2Request
+/**
+ * What the pipeline needs of the response to the client: node:http's
+ * ServerResponse on HTTP/1.x, Http2Response (listeners/http2-exchange.ts) on
+ * HTTP/2. writeHead throws on a field that cannot be sent, before sending anything.
+ */
+export interface ClientResponse {
+  writeHead(status: number, headers: OutgoingHttpHeaders): unknown
+  /** false: the client is slower than the body; 'drain' follows. */
+  write(chunk: Buffer | string): boolean
+  end(chunk?: Buffer | string): unknown
+  /** Cuts the response, so the client sees it incomplete. */
+  destroy(): unknown
+  addTrailers(fields: OutgoingHttpHeaders): void
+  /** RFC 9110 §15.2.1: tells a client waiting on `Expect: 100-continue` to send its body. */
+  writeContinue(): void
+  readonly statusCode: number
+  readonly headersSent: boolean
+  readonly destroyed: boolean
+  readonly writableEnded: boolean
+  readonly writableFinished: boolean
+  on(event: 'close', listener: () => void): unknown
+  once(event: 'close' | 'drain', listener: () => void): unknown
+}
 
 export class RequestContext {
   readonly req: ClientRequest

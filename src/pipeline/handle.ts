@@ -5,8 +5,10 @@
  * Any phase before handle may answer locally; every error takes sendError.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { type Http2ServerRequest, constants as http2Constants } from 'node:http2'
+import { constants as http2Constants } from 'node:http2'
+import type { Readable } from 'node:stream'
 import { GatehouseError } from '../errors.ts'
+import type { Http2Request } from '../listeners/http2-exchange.ts'
 import { unmapIpv4 } from '../net/ip.ts'
 import { forward } from '../proxy/forward.ts'
 import type { CompiledListener, CompiledRoute, PhaseChains, Runtime } from '../runtime/runtime.ts'
@@ -30,7 +32,7 @@ export function handleRequest(
   runtime.inflight++
   ;(res as ResponseWithContext)[CONTEXT] = ctx
   res.on('close', onResponseClose)
-  if (req.httpVersionMajor === 2) armHttp2RequestTimeout(ctx, req as Http2ServerRequest)
+  if (req.httpVersionMajor === 2) armHttp2RequestTimeout(ctx, req as Http2Request)
   try {
     if (!accept(ctx)) return
     if (!route(ctx)) return
@@ -205,8 +207,8 @@ function refuse(ctx: RequestContext, error: GatehouseError, close = false): fals
 /**
  * A reply sent before the request body was read closes an HTTP/1.1
  * connection (RFC 9112 §9.6): reading a body we refused only to keep the
- * connection would let the client make us read it anyway. reply.ts drops the
- * field on HTTP/2, where the stream ends with the response.
+ * connection would let the client make us read it anyway. On HTTP/2 only
+ * the stream ends (Node resets an unread one with NO_ERROR, RFC 9113 §8.1).
  */
 function closeIfBodyUnread(ctx: RequestContext, headers: ResponseHead['headers']): ResponseHead['headers'] {
   const headersIn = ctx.req.headers
@@ -357,9 +359,11 @@ function requestBody(ctx: RequestContext, route: CompiledRoute): RequestBody {
   const req = ctx.req
   const headers = req.headers
   const length = headers['content-length']
+  // HTTP/1.x: the request is its body's stream; HTTP/2: the stream is.
+  const source = req.httpVersionMajor === 2 ? (req as Http2Request).stream : (req as IncomingMessage)
   let body: RequestBody
-  if (length !== undefined) body = length === '0' ? null : (req as IncomingMessage)
-  else if (req.httpVersionMajor === 2 && (req as Http2ServerRequest).stream.endAfterHeaders)
+  if (length !== undefined) body = length === '0' ? null : source
+  else if (req.httpVersionMajor === 2 && (req as Http2Request).stream.endAfterHeaders)
     // END_STREAM on the HEADERS frame: the request has no body (RFC 9113 §8.1).
     body = null
   else if (req.httpVersionMajor === 1 && headers['transfer-encoding'] === undefined)
@@ -367,7 +371,7 @@ function requestBody(ctx: RequestContext, route: CompiledRoute): RequestBody {
     body = null
   else {
     const max = route.maxBodySize ?? ctx.listener.limits.maxBodySize
-    body = limitBody(req, max)
+    body = limitBody(source, max)
   }
   // RFC 9110 §10.1.1: a server that will read the body sends 100 first; an HTTP/1.0 expectation is ignored.
   if (body !== null && headers.expect !== undefined && CONTINUE.test(headers.expect)) {
@@ -376,10 +380,13 @@ function requestBody(ctx: RequestContext, route: CompiledRoute): RequestBody {
   return body
 }
 
-/** Passes the body through, failing with 413 as soon as it has grown past `max` bytes. */
-async function* limitBody(body: AsyncIterable<Buffer>, max: number): AsyncGenerator<Buffer> {
+/**
+ * Passes the body through, failing with 413 as soon as it has grown past
+ * `max` bytes; the client's stream stays open for that answer.
+ */
+async function* limitBody(body: Readable, max: number): AsyncGenerator<Buffer> {
   let total = 0
-  for await (const chunk of body) {
+  for await (const chunk of body.iterator({ destroyOnReturn: false })) {
     total += chunk.length
     if (total > max)
       throw new GatehouseError('GH_PAYLOAD_TOO_LARGE', `The request body is larger than ${max} bytes`)
@@ -415,8 +422,9 @@ function complete(ctx: RequestContext): void {
  * when the response has already started, its stream is cancelled
  * (RFC 9113 §8.1: RST_STREAM ends a request early).
  */
-function armHttp2RequestTimeout(ctx: RequestContext, req: Http2ServerRequest): void {
-  if (req.stream.endAfterHeaders) return
+function armHttp2RequestTimeout(ctx: RequestContext, req: Http2Request): void {
+  const stream = req.stream
+  if (stream.endAfterHeaders) return
   const timer = setTimeout(() => {
     if (req.complete) return
     if (!ctx.replied) {
@@ -426,9 +434,9 @@ function armHttp2RequestTimeout(ctx: RequestContext, req: Http2ServerRequest): v
         new GatehouseError('GH_REQUEST_TIMEOUT', `The request was not received within ${seconds}s`),
       )
     }
-    if (!req.stream.closed) req.stream.close(http2Constants.NGHTTP2_CANCEL)
+    if (!stream.closed) stream.close(http2Constants.NGHTTP2_CANCEL)
   }, ctx.listener.limits.requestTimeoutMs)
   const clear = () => clearTimeout(timer)
-  req.once('end', clear)
+  stream.once('end', clear)
   ctx.res.once('close', clear)
 }

@@ -95,9 +95,6 @@ function problemHeaders(
 function write(ctx: RequestContext, status: number, headers: ResponseHead['headers'], body: string | Buffer) {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body
   headers['content-length'] = bytes.length
-  // Connection-specific fields are forbidden in HTTP/2 (RFC 9113 §8.2.2); the
-  // stream ends with the response anyway.
-  if (ctx.req.httpVersionMajor === 2) delete headers.connection
   try {
     ctx.res.writeHead(status, headers as Record<string, string>)
   } catch (error) {

@@ -4,6 +4,7 @@
  * body so the next try can send it again. forward.ts runs the loop.
  */
 import type { RetryCondition } from '../config/types.ts'
+import { bodyChunks } from '../upstreams/http1/handler.ts'
 
 /**
  * The retry condition a failed try meets, or null when it is not retried.
@@ -57,7 +58,7 @@ export type KeptBody =
  * source's error (a 413 from the body limit, a client that went away).
  */
 export async function keepBody(source: AsyncIterable<Buffer>, limit: number): Promise<KeptBody> {
-  const iterator = source[Symbol.asyncIterator]()
+  const iterator = bodyChunks(source)
   const chunks: Buffer[] = []
   let size = 0
   for (;;) {
@@ -83,7 +84,7 @@ async function* rest(chunks: Buffer[], iterator: AsyncIterator<Buffer>): AsyncGe
       yield next.value
     }
   } finally {
-    // The pool stopped reading (the try failed): let the source go (a Readable is destroyed).
+    // Stopped before the end (the source failed): let it go.
     if (!ended) await iterator.return?.()
   }
 }

@@ -159,7 +159,8 @@ function relayRefusal(ctx: RequestContext, target: Target, response: IncomingMes
     fail(ctx, new GatehouseError('GH_UPSTREAM_BAD_RESPONSE', detail, { cause: error }))
     return
   }
-  response.pipe(ctx.res)
+  // Upgrades are HTTP/1.1 only: the response here is node:http's, made in proxyUpgrade.
+  response.pipe(ctx.res as ServerResponse)
   response.once('error', () => ctx.res.destroy())
 }
 

@@ -13,7 +13,7 @@ import { connect as netConnect, type Socket } from 'node:net'
 import type { Readable } from 'node:stream'
 import { connect as tlsConnect } from 'node:tls'
 import { UpstreamFault } from './faults.ts'
-import type { FieldValues, RequestBody } from './handler.ts'
+import { bodyChunks, type FieldValues, isReadable, type RequestBody } from './handler.ts'
 import { HTTPParser, type NativeParser, type ParseError, type StreamHandle } from './llhttp.ts'
 import type { Dispatch } from './pool.ts'
 
@@ -250,8 +250,7 @@ export class Connection {
   async #stream(dispatch: Dispatch, body: Exclude<RequestBody, null | string | Buffer>, length: number) {
     const socket = this.socket
     const readable = isReadable(body)
-    // A Readable is not destroyed when we stop early: it is the client's request, answered separately.
-    const source = readable ? body.iterator({ destroyOnReturn: false }) : body[Symbol.asyncIterator]()
+    const source = bodyChunks(body)
     let sent = -1
     for (;;) {
       const next = await source.next()
@@ -576,10 +575,6 @@ function closedMessage(headersDone: boolean): string {
   return headersDone
     ? 'The target closed the connection before the end of the response body'
     : 'The target closed the connection before sending a response'
-}
-
-function isReadable(body: object): body is Readable {
-  return typeof (body as Readable).iterator === 'function' && typeof (body as Readable).pipe === 'function'
 }
 
 /** Resolves true when the socket can take more, false when it closed first. */

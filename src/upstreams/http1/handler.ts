@@ -9,6 +9,20 @@ export type FieldValues = Record<string, string | string[]>
 
 export type RequestBody = null | string | Buffer | Readable | AsyncIterable<Buffer>
 
+/**
+ * Reads a streamed body chunk by chunk. A Readable is not destroyed when its
+ * reader stops early (`destroyOnReturn: false`): it is the client's request,
+ * answered separately, and destroying it would cut that answer (the
+ * connection on HTTP/1.1, the stream on HTTP/2).
+ */
+export function bodyChunks(body: Readable | AsyncIterable<Buffer>): AsyncIterator<Buffer> {
+  return isReadable(body) ? body.iterator({ destroyOnReturn: false }) : body[Symbol.asyncIterator]()
+}
+
+export function isReadable(body: object): body is Readable {
+  return typeof (body as Readable).iterator === 'function' && typeof (body as Readable).pipe === 'function'
+}
+
 export interface UpstreamRequest {
   readonly method: string
   /** The request-target (origin-form: path and query). */
