@@ -19,7 +19,7 @@ import {
   validateHeaderName,
   validateHeaderValue,
 } from 'node:http'
-import { constants as http2Constants, type ServerHttp2Stream } from 'node:http2'
+import { constants as http2Constants, type ServerHttp2Stream, sensitiveHeaders } from 'node:http2'
 
 /** The client's address, read once per session (a session's socket is a Proxy in Node). */
 export interface Http2Peer {
@@ -96,12 +96,15 @@ export class Http2Response extends EventEmitter {
   statusCode = 200
   /** A response to HEAD: Node ends the stream with its head, and no trailers can follow. */
   readonly #head: boolean
+  readonly #neverIndexed: readonly string[]
   #trailers: OutgoingHttpHeaders | null = null
 
-  constructor(stream: ServerHttp2Stream, head: boolean) {
+  /** `neverIndexed`: fields HPACK must send as never-indexed literals (RFC 7541 §7.1.3). */
+  constructor(stream: ServerHttp2Stream, head: boolean, neverIndexed: readonly string[]) {
     super()
     this.stream = stream
     this.#head = head
+    this.#neverIndexed = neverIndexed
     ;(stream as StreamWithResponse)[RESPONSE] = this
     stream.once('close', onStreamClose)
     stream.on('drain', onStreamDrain)
@@ -135,7 +138,8 @@ export class Http2Response extends EventEmitter {
   writeHead(status: number, headers: OutgoingHttpHeaders): this {
     const stream = this.stream
     if (stream.destroyed || stream.closed) return this
-    const fields = appendFields([':status', String(status)], headers)
+    const fields = appendFields([':status', String(status)], headers) as FieldList
+    fields[sensitiveHeaders] = this.#neverIndexed
     // Trailers can follow only a body of unknown length (Content-Length
     // forbids them on the HTTP/1.1 side): asking for them otherwise costs a
     // frame and a tick per response.
@@ -203,6 +207,8 @@ export class Http2Response extends EventEmitter {
 }
 
 const WAIT_FOR_TRAILERS = { waitForTrailers: true }
+
+type FieldList = string[] & { [sensitiveHeaders]?: readonly string[] }
 
 /**
  * Appends `headers` to a flat [name, value, ...] list as HTTP/2 sends them:

@@ -116,12 +116,6 @@ export async function startListener(
           ...http1Options,
           allowHTTP1: true,
           maxSessionMemory: 64,
-          // No HPACK dynamic table for the response headers we encode (RFC 7541 §4.2: the
-          // encoder may use any size up to the client's; nginx indexes none either). Every
-          // response carries a unique request id, and inserting it into the table (evicting an
-          // older one) cost about a fifth of the proxy's CPU per HTTP/2 request in
-          // profiles; header blocks grow by ~40 bytes. Decoding the client's headers is unchanged.
-          maxDeflateDynamicTableSize: 0,
           // Hard caps at twice the limits: beyond them nghttp2 resets the stream (ENHANCE_YOUR_CALM);
           // between, accept() answers 431 problem+json from the live limits. The 4 are the pseudo-headers.
           settings: { maxHeaderListSize: 2 * limits.maxHeaderSize, enablePush: false },
@@ -140,15 +134,18 @@ export async function startListener(
         session.once('close', () => sessions.delete(session))
         closeWhenIdle(session, () => resolve().listener.limits.keepAliveTimeoutMs)
         const peer: Http2Peer = { remoteAddress: session.socket?.remoteAddress }
+        let neverIndexed: readonly string[] = []
         session.on(
           'stream',
           (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags, rawHeaders: string[]) => {
             const { runtime: rt, listener: l } = resolve()
+            const idHeader = rt.config.global.requestIdHeader
+            if (neverIndexed[0] !== idHeader) neverIndexed = neverIndexedFields(idHeader)
             handleRequest(
               rt,
               l,
               new Http2Request(stream, headers, rawHeaders, peer),
-              new Http2Response(stream, headers[':method'] === 'HEAD'),
+              new Http2Response(stream, headers[':method'] === 'HEAD', neverIndexed),
             )
           },
         )
@@ -204,6 +201,19 @@ export async function startListener(
       for (const session of sessions) session.destroy()
     },
   }
+}
+
+/**
+ * Response fields HPACK sends as never-indexed literals (RFC 7541 §7.1.3);
+ * every other field goes through the dynamic table, so repeated ones cost a
+ * byte or two. The request id is unique per response: indexing it would
+ * only evict useful entries (when every field was indexed, that churn cost
+ * about a fifth of the CPU per HTTP/2 request in profiles). Set-Cookie
+ * carries secrets a shared compression context must not help guess (the
+ * CRIME attack RFC 7541 §7.1.3 describes).
+ */
+function neverIndexedFields(requestIdHeader: string): readonly string[] {
+  return [requestIdHeader, 'set-cookie']
 }
 
 /** Limits that a running server takes in place (called again on reload). */

@@ -17,6 +17,7 @@ import {
   connect as http2Connect,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
+  sensitiveHeaders,
 } from 'node:http2'
 import { after, before, describe, it } from 'node:test'
 import { makeCertificates, type TestPki } from '../helpers/certs.ts'
@@ -532,5 +533,12 @@ routes:
     assert.deepEqual(res.headers['set-cookie'], ['a=1; Path=/', 'b=2'])
     for (const name of Object.keys(res.headers)) assert.equal(name, name.toLowerCase())
     assert.equal(res.body.toString(), 'cased')
+  })
+
+  it('sends the request id and Set-Cookie as never-indexed literals, the rest through HPACK (RFC 7541 §7.1.3)', async () => {
+    const res = await get('/app/cased')
+    // Node's client lists the fields that arrived never-indexed under http2.sensitiveHeaders.
+    const neverIndexed = (res.headers as Record<symbol, string[]>)[sensitiveHeaders]
+    assert.deepEqual([...neverIndexed].sort(), ['set-cookie', 'set-cookie', 'x-request-id'])
   })
 })
