@@ -161,12 +161,13 @@ export class Http2Response extends EventEmitter {
     return stream.write(chunk)
   }
 
-  end(chunk?: Buffer | string): this {
+  end(chunk?: Buffer | string, encoding?: BufferEncoding): this {
     const stream = this.stream
     if (!stream.headersSent) this.writeHead(this.statusCode, {})
     if (stream.writableEnded || stream.destroyed) return this
     if (chunk === undefined) stream.end()
-    else stream.end(chunk)
+    else if (encoding === undefined) stream.end(chunk)
+    else stream.end(chunk, encoding)
     if (!stream.endAfterHeaders && !stream.readableEnded) stream.once('finish', closeUnfinishedRequest)
     return this
   }

@@ -25,7 +25,7 @@ export interface ClientResponse {
   writeHead(status: number, headers: OutgoingHttpHeaders): unknown
   /** false: the client is slower than the body; 'drain' follows. */
   write(chunk: Buffer | string): boolean
-  end(chunk?: Buffer | string): unknown
+  end(chunk?: Buffer | string, encoding?: BufferEncoding): unknown
   /** Cuts the response, so the client sees it incomplete. */
   destroy(): unknown
   addTrailers(fields: OutgoingHttpHeaders): void

@@ -18,6 +18,13 @@ import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 const BIG = Buffer.alloc(1024 * 1024 + 7, 'x')
 const SMALL = Buffer.from('a'.repeat(100))
+/** Every byte value, in bodies at and just past the size written with the head in one write (forward.ts). */
+const BINARY = new Map(
+  [256, 4096, 4097].map((size) => [
+    `/binary-${size}`,
+    Buffer.from(Array.from({ length: size }, (_, i) => (i * 7 + 3) % 256)),
+  ]),
+)
 
 /** What each completed request left in onComplete: its id, status and the locals the request phase set. */
 const completed: { id: string; status: number; mark: unknown }[] = []
@@ -47,7 +54,9 @@ describe('hot path', () => {
     upstream = await startUpstream('bodies', (req, res) => {
       req.resume()
       const path = req.url ?? '/'
-      if (path === '/small') res.writeHead(200, { 'content-length': SMALL.length }).end(SMALL)
+      const binary = BINARY.get(path)
+      if (binary !== undefined) res.writeHead(200, { 'content-length': binary.length }).end(binary)
+      else if (path === '/small') res.writeHead(200, { 'content-length': SMALL.length }).end(SMALL)
       else if (path === '/empty') res.writeHead(200, { 'content-length': 0 }).end()
       else if (path === '/no-content') res.writeHead(204).end()
       else if (path === '/not-modified') res.writeHead(304, { 'content-length': 5000, etag: '"v1"' }).end()
@@ -116,6 +125,15 @@ routes:
     }
     // One request at a time: the gateway carried all nine on one upstream connection (keep-alive).
     assert.equal(upstream.connections(), 1)
+  })
+
+  it('relays small binary bodies byte for byte, written with the head or after it', async () => {
+    for (const [path, body] of BINARY) {
+      const res = await get(path)
+      assert.equal(res.status, 200)
+      assert.equal(res.headers['content-length'], String(body.length))
+      assert.ok(res.body.equals(body), path)
+    }
   })
 
   it('sends no body for HEAD, 204 and 304 whatever Content-Length says, and the connection stays usable', async () => {
