@@ -198,7 +198,8 @@ export class Http2Response extends EventEmitter {
   /** RFC 9110 §15.2.1: an interim 100 tells the client to send the body it held back. */
   writeContinue(): void {
     const stream = this.stream
-    if (!stream.headersSent && !stream.closed) stream.additionalHeaders({ ':status': 100 })
+    if (!stream.headersSent && !stream.closed && !stream.destroyed)
+      stream.additionalHeaders({ ':status': 100 })
   }
 
   /** The trailers to send now; an empty set ends the stream with an empty DATA frame. */

@@ -8,14 +8,12 @@
  * compatibility layer or the core stream API).
  */
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
   type ClientHttp2Session,
-  type ClientHttp2Stream,
   constants as h2,
   connect as http2Connect,
-  type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
   sensitiveHeaders,
 } from 'node:http2'
@@ -23,122 +21,25 @@ import { after, before, describe, it } from 'node:test'
 import { makeCertificates, type TestPki } from '../helpers/certs.ts'
 import { eventually } from '../helpers/eventually.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import {
+  answerSeen,
+  assertClean,
+  assertEchoed,
+  collect,
+  digest,
+  type H2Outcome,
+  h2Request,
+  received,
+  type Seen,
+} from '../helpers/http2.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 const KIB = 1024
 const MIB = 1024 * KIB
-const digest = (data: Buffer) => createHash('sha256').update(data).digest('hex')
-
-/** What the client saw of one stream, from its first frame to its close. */
-interface H2Outcome {
-  /** The final response head ({} when none came). */
-  headers: IncomingHttpHeaders
-  /** A `100 Continue` arrived (the stream's 'continue' event). */
-  continued: boolean
-  /** Whether 'continue' came before the final head. */
-  continuedBeforeFinal: boolean
-  body: Buffer
-  trailers: IncomingHttpHeaders | null
-  /**
-   * 'end' was emitted: END_STREAM arrived, or the stream was reset with
-   * NO_ERROR or by this side (Node's client ends the readable then too).
-   */
-  ended: boolean
-  /** Node's 'aborted': the stream closed while our request side was still open. */
-  aborted: boolean
-  error: NodeJS.ErrnoException | null
-  /** The RST_STREAM code (ours or the peer's) once closed; 0 on a clean close. */
-  rstCode: number | undefined
-}
-
-/**
- * Collects a stream's events until it closes. Once the response has ended, a
- * stream still open is closed (NO_ERROR), as a client does that has its
- * answer (RFC 9113 §8.1); a stream the peer reset keeps the peer's code.
- */
-function collect(stream: ClientHttp2Stream): Promise<H2Outcome> {
-  const outcome: H2Outcome = {
-    headers: {},
-    continued: false,
-    continuedBeforeFinal: false,
-    body: Buffer.alloc(0),
-    trailers: null,
-    ended: false,
-    aborted: false,
-    error: null,
-    rstCode: undefined,
-  }
-  const chunks: Buffer[] = []
-  let final = false
-  stream.on('continue', () => {
-    outcome.continued = true
-    outcome.continuedBeforeFinal = !final
-  })
-  stream.on('response', (headers) => {
-    final = true
-    outcome.headers = headers
-  })
-  stream.on('data', (chunk: Buffer) => chunks.push(chunk))
-  stream.on('trailers', (trailers) => {
-    outcome.trailers = trailers
-  })
-  stream.on('aborted', () => {
-    outcome.aborted = true
-  })
-  stream.on('error', (error: NodeJS.ErrnoException) => {
-    outcome.error = error
-  })
-  stream.on('end', () => {
-    outcome.ended = true
-    if (!stream.closed) stream.close(h2.NGHTTP2_NO_ERROR)
-  })
-  return new Promise((resolve) => {
-    stream.on('close', () => {
-      outcome.body = Buffer.concat(chunks)
-      outcome.rstCode = stream.rstCode
-      resolve(outcome)
-    })
-  })
-}
-
-/** A clean answer: the stream ended without an error or an error code. */
-function assertClean(outcome: H2Outcome): void {
-  assert.equal(outcome.error, null, 'stream error')
-  assert.equal(outcome.aborted, false, 'aborted')
-  assert.equal(outcome.ended, true, "'end'")
-  assert.equal(outcome.rstCode, h2.NGHTTP2_NO_ERROR, 'reset code')
-}
-
-/**
- * One request: `body` is written in 16 KiB pieces (several DATA frames) and
- * the stream ended; write errors after an early answer show in the outcome.
- */
-function h2Request(
-  session: ClientHttp2Session,
-  headers: OutgoingHttpHeaders,
-  body?: Buffer,
-): Promise<H2Outcome> {
-  const stream = session.request(headers, { endStream: body === undefined })
-  const outcome = collect(stream)
-  if (body !== undefined) {
-    for (let at = 0; at < body.length; at += 16 * KIB) stream.write(body.subarray(at, at + 16 * KIB))
-    stream.end()
-  }
-  return outcome
-}
 
 function problemCode(outcome: H2Outcome): string {
   assert.equal(outcome.headers['content-type'], 'application/problem+json')
   return (JSON.parse(outcome.body.toString()) as { code: string }).code
-}
-
-/** What the upstream's echo answers. */
-interface Seen {
-  method: string
-  url: string
-  headers: Record<string, string | string[] | undefined>
-  bytes: number
-  sha256: string
 }
 
 /** Observations the upstream makes, for the tests to wait on. */
@@ -156,13 +57,7 @@ function upstreamHandler(log: UpstreamLog, large: Buffer) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '').split('?')[0]
     res.once('close', () => log.closed.push(path))
-    const hash = createHash('sha256')
-    let bytes = 0
-    req.on('data', (chunk: Buffer) => {
-      hash.update(chunk)
-      bytes += chunk.length
-    })
-    req.on('end', () => {
+    received(req, (seen) => {
       switch (path) {
         case '/app/head':
           res.writeHead(200, { 'content-length': '1234', 'content-type': 'text/plain' })
@@ -201,15 +96,7 @@ function upstreamHandler(log: UpstreamLog, large: Buffer) {
           res.end('cased')
           return
       }
-      const seen: Seen = {
-        method: req.method ?? '',
-        url: req.url ?? '',
-        headers: req.headers,
-        bytes,
-        sha256: hash.digest('hex'),
-      }
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(JSON.stringify(seen))
+      answerSeen(res, seen)
     })
   }
 }
@@ -411,11 +298,7 @@ routes:
       body,
     )
     assertClean(res)
-    assert.equal(res.headers[':status'], 200)
-    const seen = JSON.parse(res.body.toString()) as Seen
-    assert.equal(seen.method, 'POST')
-    assert.equal(seen.bytes, body.length)
-    assert.equal(seen.sha256, digest(body))
+    assertEchoed(res, 'POST', body)
   })
 
   it('sends 100 Continue before reading a body, and none before a 413 (RFC 9110 §10.1.1)', async () => {
