@@ -20,7 +20,12 @@ import {
   validateHeaderName,
   validateHeaderValue,
 } from 'node:http'
-import { constants as http2Constants, type ServerHttp2Stream, sensitiveHeaders } from 'node:http2'
+import {
+  type Http2Session,
+  constants as http2Constants,
+  type ServerHttp2Stream,
+  sensitiveHeaders,
+} from 'node:http2'
 
 /** The client's address, read once per session (a session's socket is a Proxy in Node). */
 export interface Http2Peer {
@@ -99,6 +104,9 @@ export class Http2Response extends EventEmitter {
   readonly #head: boolean
   readonly #neverIndexed: readonly string[]
   #trailers: OutgoingHttpHeaders | null = null
+  /** Kept for closed(): the stream lets go of its session when it closes. */
+  readonly #session: Http2Session
+  #sentWhole: boolean | null = null
 
   /** `neverIndexed`: fields HPACK must send as never-indexed literals (RFC 7541 §7.1.3). */
   constructor(stream: ServerHttp2Stream, head: boolean, neverIndexed: readonly string[]) {
@@ -106,6 +114,7 @@ export class Http2Response extends EventEmitter {
     this.stream = stream
     this.#head = head
     this.#neverIndexed = neverIndexed
+    this.#session = stream.session!
     ;(stream as StreamWithResponse)[RESPONSE] = this
     stream.once('close', onStreamClose)
     stream.on('drain', onStreamDrain)
@@ -126,8 +135,33 @@ export class Http2Response extends EventEmitter {
     return this.stream.writableEnded
   }
 
+  /**
+   * The whole response went out. Until the stream closes, Node's
+   * writableFinished; at the close, settled once (closed() below).
+   */
   get writableFinished(): boolean {
-    return this.stream.writableFinished
+    return this.#sentWhole ?? this.stream.writableFinished
+  }
+
+  /**
+   * The stream closed. Node closes a stream whose two sides are done (the
+   * request read to its end, our END_STREAM sent) before its 'finish', so
+   * writableFinished alone would call most answers to a POST cut short: a
+   * stream ended by us, closed with no reset code while its session lives
+   * (nghttp2 closed it after sending the last frame), was sent whole. A
+   * session torn down also closes its streams with code 0, hence the session.
+   */
+  closed(): void {
+    const stream = this.stream
+    // `aborted`: closed (reset by the client, or its session gone) while we were
+    // still writing; Node then ends the writable side itself, 'finish' included.
+    this.#sentWhole =
+      !stream.aborted &&
+      (stream.writableFinished ||
+        (stream.writableEnded &&
+          stream.rstCode === http2Constants.NGHTTP2_NO_ERROR &&
+          !this.#session.destroyed))
+    this.emit('close')
   }
 
   /**
@@ -241,7 +275,7 @@ function appendFields(list: string[], headers: OutgoingHttpHeaders): string[] {
 }
 
 function onStreamClose(this: StreamWithResponse): void {
-  this[RESPONSE].emit('close')
+  this[RESPONSE].closed()
 }
 
 /**

@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
   type ClientHttp2Session,
@@ -17,7 +18,9 @@ import {
   type OutgoingHttpHeaders,
   sensitiveHeaders,
 } from 'node:http2'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import type { AccessLogLine } from '../../src/observability/access-log.ts'
 import { makeCertificates, type TestPki } from '../helpers/certs.ts'
 import { eventually } from '../helpers/eventually.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
@@ -57,6 +60,13 @@ function upstreamHandler(log: UpstreamLog, large: Buffer) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '').split('?')[0]
     res.once('close', () => log.closed.push(path))
+    if (path === '/app/early') {
+      // Answers at once, before the request body has arrived (as nginx does for a static file).
+      res.writeHead(200, { 'content-length': '5' })
+      res.end('early')
+      req.resume()
+      return
+    }
     received(req, (seen) => {
       switch (path) {
         case '/app/head':
@@ -180,6 +190,7 @@ routes:
   - path: /app/ok
     respond: {status: 200, body: ok}
     maxBodySize: 2mb
+accessLog: {file: ${join(pki.dir, 'access.log')}}
 `)
     session = http2Connect(`https://127.0.0.1:${gw.port()}`, { ca: pki.ca.cert, servername: AUTHORITY })
     await new Promise<void>((resolve, reject) => {
@@ -406,6 +417,52 @@ routes:
     assert.equal(res.headers['content-type'], 'application/problem+json')
     assert.equal(upstream.requests.length, before)
     await assertSessionWorks()
+  })
+
+  it('logs an exchange as aborted only when its response was cut', async () => {
+    const accessLine = async (id: string) => {
+      let found: AccessLogLine | undefined
+      await eventually(
+        async () => {
+          const text = await readFile(join(pki.dir, 'access.log'), 'utf8').catch(() => '')
+          const lines = text.split('\n').filter((line) => line.includes(id))
+          found = lines.length > 0 ? (JSON.parse(lines[0]) as AccessLogLine) : undefined
+          return found !== undefined
+        },
+        { timeout: 10_000 },
+      )
+      return found!
+    }
+    // A POST read to its end: Node closes the stream before its 'finish' here.
+    const post = await h2Request(
+      session,
+      { ':method': 'POST', ':path': '/app/logged', ':authority': AUTHORITY },
+      Buffer.from('hello'),
+    )
+    // Answered before its body arrived (the body is then read and dropped, or stopped).
+    const early = await h2Request(
+      session,
+      { ':method': 'POST', ':path': '/app/early', ':authority': AUTHORITY, 'content-length': 5 },
+      Buffer.from('hello'),
+    )
+    const got = await get('/app/logged')
+    for (const res of [post, early, got]) {
+      assertClean(res)
+      const line = await accessLine(String(res.headers['x-request-id']))
+      assert.equal(line.status, 200)
+      assert.equal(line.aborted, undefined, `${line.method} logged as aborted`)
+    }
+    // The client resets mid-body: that one was cut.
+    const stream = session.request({ ':path': '/app/endless', ':authority': AUTHORITY })
+    const outcome = collect(stream)
+    const id = await new Promise<string>((resolve) =>
+      stream.once('response', (headers) => resolve(String(headers['x-request-id']))),
+    )
+    await new Promise((resolve) => stream.once('data', resolve))
+    stream.close(h2.NGHTTP2_CANCEL)
+    await outcome
+    const cutLine = await accessLine(id)
+    assert.equal(cutLine.aborted, true)
   })
 
   it('sends response field names lower-case (RFC 9113 §8.2.1) and each Set-Cookie as its own field', async () => {
