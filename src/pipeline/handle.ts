@@ -360,10 +360,11 @@ function requestBody(ctx: RequestContext, route: CompiledRoute): RequestBody {
   const headers = req.headers
   const length = headers['content-length']
   // HTTP/1.x: the request is its body's stream; HTTP/2: the stream is.
-  const source = req.httpVersionMajor === 2 ? (req as Http2Request).stream : (req as IncomingMessage)
+  const stream = req.httpVersionMajor === 2 ? (req as Http2Request).stream : null
+  const source = stream ?? (req as IncomingMessage)
   let body: RequestBody
   if (length !== undefined) body = length === '0' ? null : source
-  else if (req.httpVersionMajor === 2 && (req as Http2Request).stream.endAfterHeaders)
+  else if (stream?.endAfterHeaders)
     // END_STREAM on the HEADERS frame: the request has no body (RFC 9113 §8.1).
     body = null
   else if (req.httpVersionMajor === 1 && headers['transfer-encoding'] === undefined)
